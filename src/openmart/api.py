@@ -1,0 +1,361 @@
+"""The Python API, shared by the CLI and the notebooks.
+
+    mart = openmart.connect()            # embedded PostgreSQL unless OPENMART_DATABASE_URL is set
+    mart.bindings.add("web", "custom", {"url": "http://127.0.0.1:8000/predict"})
+    sub = mart.subscriptions.add("churn", reference=df, label="churn", problem_type="binary",
+                                 binding="web", deployment="/predict")
+    ids = sub.payload.log(payload_df)
+    sub.feedback.log(labelled_df)
+    sub.payload.read(limit=10)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from openmart import secrets
+from openmart.config import Settings
+from openmart.errors import AlreadyExists, NotFound, ValidationError
+from openmart.mart import migrate, models
+from openmart.mart.engine import DEFAULT_SCHEMA, Location, create_engine, resolve
+from openmart.mart.identifiers import quote, validate_name
+from openmart.mart.records import RecordKind, copy_into, create_table_sql, prepare, select_sql, table_name
+from openmart.providers import registry
+from openmart.schema import ProblemType, SubscriptionSchema, infer_schema
+
+if TYPE_CHECKING:
+    from openmart.providers.base import Provider
+
+
+def connect(url: str | None = None, *, schema: str = DEFAULT_SCHEMA, upgrade: bool = True,
+            settings: Settings | None = None) -> Mart:
+    """Open the mart at ``url`` (or ``OPENMART_DATABASE_URL``, or the embedded default) and bring its
+    schema up to date."""
+    settings = settings or Settings.from_env()
+    location = resolve(url, settings, schema)
+    mart = Mart(create_engine(location), location, settings)
+    if upgrade:
+        mart.upgrade()
+    return mart
+
+
+class Mart:
+    def __init__(self, engine: Engine, location: Location, settings: Settings) -> None:
+        self.engine = engine
+        self.location = location
+        self.settings = settings
+        self.bindings = Bindings(self)
+        self.subscriptions = Subscriptions(self)
+
+    def __repr__(self) -> str:
+        return f"<openmart.Mart {self.location.describe()}>"
+
+    def __enter__(self) -> Mart:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def upgrade(self) -> None:
+        migrate.upgrade(self.engine, self.location.schema)
+
+    def status(self) -> dict[str, Any]:
+        current, head = migrate.status(self.engine, self.location.schema)
+        return {"location": self.location.describe(), "schema": self.location.schema,
+                "revision": current, "head": head, "up_to_date": current == head}
+
+    def sql(self, query: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """Run a read query against the mart (its schema is on the search path) as a DataFrame."""
+        with self.engine.connect() as conn:
+            return pd.read_sql_query(sa.text(query), conn, params=dict(params or {}))
+
+    def alerts(self, *, status: str | None = "open") -> pd.DataFrame:
+        q = sa.select(models.Alert, models.Subscription.name.label("subscription")).join(
+            models.Subscription, models.Subscription.id == models.Alert.subscription_id)
+        if status:
+            q = q.where(models.Alert.status == status)
+        with self.engine.connect() as conn:
+            return pd.read_sql_query(q.order_by(models.Alert.id), conn)
+
+
+# -- bindings ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Binding:
+    id: int
+    name: str
+    provider: str
+    #: as stored: references in clear, encrypted secrets as "enc:..." (shown as ***)
+    stored_settings: Mapping[str, str]
+    created_at: datetime
+    _mart: Mart = field(repr=False, compare=False)
+
+    @property
+    def settings(self) -> dict[str, str]:
+        return secrets.redact(self.stored_settings)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "provider": self.provider, "settings": self.settings,
+                "created_at": self.created_at.isoformat()}
+
+    def connect(self) -> Provider:
+        """An adapter for this binding (secrets decrypted in memory only)."""
+        return registry.create(self.provider, secrets.reveal(self.stored_settings, self._mart.settings.secret_key))
+
+
+class Bindings:
+    def __init__(self, mart: Mart) -> None:
+        self._mart = mart
+
+    def _wrap(self, row: models.Binding) -> Binding:
+        return Binding(row.id, row.name, row.provider, dict(row.settings), row.created_at, self._mart)
+
+    def add(self, name: str, provider: str, settings: Mapping[str, Any] | None = None) -> Binding:
+        validate_name(name, "binding")
+        factory = registry.factory_for(provider)
+        raw = {str(k): str(v) for k, v in (settings or {}).items()}
+        stored = secrets.protect(raw, self._mart.settings.secret_key)
+        # the adapter checks its own keys; encrypted secrets are the core's business
+        factory.validate_settings({k: v for k, v in raw.items() if not secrets.is_secret_key(k)})
+        with sa.orm.Session(self._mart.engine) as s:
+            if s.scalar(sa.select(models.Binding).where(models.Binding.name == name)):
+                raise AlreadyExists(f"a binding named {name!r} exists already")
+            row = models.Binding(name=name, provider=provider, settings=stored)
+            s.add(row)
+            s.commit()
+            s.refresh(row)
+            return self._wrap(row)
+
+    def get(self, name: str) -> Binding:
+        with sa.orm.Session(self._mart.engine) as s:
+            row = s.scalar(sa.select(models.Binding).where(models.Binding.name == name))
+            if row is None:
+                raise NotFound(f"no binding named {name!r}")
+            return self._wrap(row)
+
+    def list(self) -> list[Binding]:
+        with sa.orm.Session(self._mart.engine) as s:
+            return [self._wrap(r) for r in s.scalars(sa.select(models.Binding).order_by(models.Binding.name))]
+
+    def remove(self, name: str) -> None:
+        with sa.orm.Session(self._mart.engine) as s:
+            row = s.scalar(sa.select(models.Binding).where(models.Binding.name == name))
+            if row is None:
+                raise NotFound(f"no binding named {name!r}")
+            users = s.scalars(sa.select(models.Subscription.name).where(models.Subscription.binding_id == row.id)
+                              ).all()
+            if users:
+                raise ValidationError(f"binding {name!r} is used by subscriptions {list(users)}: remove them first")
+            s.delete(row)
+            s.commit()
+
+
+# -- subscriptions -------------------------------------------------------------------------------
+
+class Subscriptions:
+    def __init__(self, mart: Mart) -> None:
+        self._mart = mart
+
+    def add(
+        self,
+        name: str,
+        *,
+        reference: pd.DataFrame | None = None,
+        schema: SubscriptionSchema | None = None,
+        label: str | None = None,
+        problem_type: ProblemType | str | None = None,
+        binding: str | None = None,
+        deployment: str | None = None,
+        asset_revision: str | None = None,
+        categorical: Iterable[str] = (),
+        numeric: Iterable[str] = (),
+        features: Sequence[str] | None = None,
+        meta: Iterable[str] = (),
+        prediction: str = "prediction",
+        probability: str | None = "probability",
+        class_labels: Sequence[Any] | None = None,
+    ) -> Subscription:
+        """Subscribe a deployment. The schema is inferred from ``reference`` (with the overrides
+        given) unless ``schema`` is passed; the reference data is then loaded too."""
+        validate_name(name, "subscription")
+        if schema is None:
+            if reference is None or label is None or problem_type is None:
+                raise ValidationError("give either a schema, or reference data with label and problem_type")
+            schema = infer_schema(reference, label=label, problem_type=problem_type, categorical=categorical,
+                                  numeric=numeric, features=features, meta=meta, prediction=prediction,
+                                  probability=probability, class_labels=class_labels)
+        binding_row = self._mart.bindings.get(binding) if binding else None
+        if binding_row is not None and deployment:
+            # check the deployment exists on the platform now, not at the first evaluation
+            provider = binding_row.connect()
+            try:
+                provider.describe(deployment)
+            finally:
+                provider.close()
+        with self._mart.engine.begin() as conn:
+            session = sa.orm.Session(bind=conn)
+            if session.scalar(sa.select(models.Subscription).where(models.Subscription.name == name)):
+                raise AlreadyExists(f"a subscription named {name!r} exists already")
+            row = models.Subscription(
+                name=name, binding_id=binding_row.id if binding_row else None, deployment_id=deployment,
+                asset_revision=asset_revision, problem_type=str(schema.problem_type), schema=schema.to_dict(),
+                payload_table="", feedback_table="", reference_table="")
+            session.add(row)
+            session.flush()
+            for kind in RecordKind:
+                table = table_name(kind, row.id)
+                setattr(row, f"{kind}_table", table)
+                for stmt in create_table_sql(kind, table, schema):
+                    conn.exec_driver_sql(stmt)
+            session.flush()
+            sub_id = row.id
+        sub = self.get(name)
+        assert sub.id == sub_id
+        if reference is not None:
+            sub.reference.load(reference)
+        return sub
+
+    def get(self, name: str) -> Subscription:
+        with sa.orm.Session(self._mart.engine) as s:
+            row = s.scalar(sa.select(models.Subscription).where(models.Subscription.name == name))
+            if row is None:
+                raise NotFound(f"no subscription named {name!r}")
+            binding = s.get(models.Binding, row.binding_id) if row.binding_id else None
+            return Subscription(self._mart, row, binding.name if binding else None)
+
+    def list(self) -> list[Subscription]:
+        with sa.orm.Session(self._mart.engine) as s:
+            rows = s.execute(sa.select(models.Subscription, models.Binding.name).outerjoin(
+                models.Binding, models.Binding.id == models.Subscription.binding_id).order_by(
+                models.Subscription.name)).all()
+            return [Subscription(self._mart, r, b) for r, b in rows]
+
+    def remove(self, name: str) -> None:
+        sub = self.get(name)
+        with self._mart.engine.begin() as conn:
+            for table in (sub.payload.table, sub.feedback.table, sub.reference.table):
+                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {quote(table)}")
+            conn.execute(sa.delete(models.Subscription).where(models.Subscription.id == sub.id))
+
+
+class Subscription:
+    """A deployment under monitoring."""
+
+    def __init__(self, mart: Mart, row: models.Subscription, binding: str | None) -> None:
+        self._mart = mart
+        self.id: int = row.id
+        self.name: str = row.name
+        self.binding: str | None = binding
+        self.deployment_id: str | None = row.deployment_id
+        self.asset_revision: str | None = row.asset_revision
+        self.schema = SubscriptionSchema.from_dict(row.schema)
+        self.created_at: datetime = row.created_at
+        self.payload = PayloadRecords(self, RecordKind.PAYLOAD, row.payload_table)
+        self.feedback = FeedbackRecords(self, RecordKind.FEEDBACK, row.feedback_table)
+        self.reference = ReferenceRecords(self, RecordKind.REFERENCE, row.reference_table)
+
+    @property
+    def mart(self) -> Mart:
+        return self._mart
+
+    def __repr__(self) -> str:
+        return f"<Subscription {self.name!r} ({self.schema.problem_type}, binding={self.binding!r})>"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "binding": self.binding, "deployment": self.deployment_id,
+            "asset_revision": self.asset_revision, "schema": self.schema.to_dict(),
+            "tables": {"payload": self.payload.table, "feedback": self.feedback.table,
+                       "reference": self.reference.table},
+            "created_at": self.created_at.isoformat(),
+        }
+
+    def provider(self) -> Provider:
+        if not self.binding:
+            raise ValidationError(f"subscription {self.name!r} has no binding to score through")
+        return self._mart.bindings.get(self.binding).connect()
+
+
+class RecordStore:
+    """One of a subscription's record tables."""
+
+    time_column: str | None = None
+
+    def __init__(self, sub: Subscription, kind: RecordKind, table: str) -> None:
+        self._sub = sub
+        self.kind = kind
+        self.table = table
+
+    def _log(self, data: Any) -> Any:
+        arrow, ids = prepare(self.kind, data, self._sub.schema)
+        raw = self._sub.mart.engine.raw_connection()
+        try:
+            copy_into(raw, self.table, arrow, self.kind)
+            raw.commit()
+        except BaseException:
+            raw.rollback()
+            raise
+        finally:
+            raw.close()
+        return ids, arrow.num_rows
+
+    def count(self) -> int:
+        with self._sub.mart.engine.connect() as conn:
+            return int(conn.exec_driver_sql(f"SELECT count(*) FROM {quote(self.table)}").scalar_one())
+
+    def read(self, *, since: datetime | str | None = None, until: datetime | str | None = None,
+             limit: int | None = None, columns: Sequence[str] | None = None, newest_first: bool = False
+             ) -> pd.DataFrame:
+        since = pd.Timestamp(since).to_pydatetime() if isinstance(since, str) else since
+        until = pd.Timestamp(until).to_pydatetime() if isinstance(until, str) else until
+        sql, params = select_sql(self.table, time_column=self.time_column, since=since, until=until,
+                                 limit=limit, columns=columns, newest_first=newest_first)
+        raw = self._sub.mart.engine.raw_connection()
+        try:
+            with raw.cursor() as cur:
+                cur.execute(sql, params)
+                names = [d[0] for d in cur.description]
+                frame = pd.DataFrame(cur.fetchall(), columns=names)
+        finally:
+            raw.close()
+        for col in self._sub.schema.numeric_features:
+            if col in frame.columns:
+                frame[col] = pd.to_numeric(frame[col])
+        return frame
+
+
+class PayloadRecords(RecordStore):
+    time_column = "scoring_timestamp"
+
+    def log(self, data: Any) -> pd.Series:
+        """Store scored records (DataFrame, list of dicts, or OpenScale request/response); returns
+        their scoring ids (kept as given, or generated)."""
+        ids, _ = self._log(data)
+        return ids.to_pandas(types_mapper=pd.ArrowDtype) if ids is not None else pd.Series(dtype=str)
+
+
+class FeedbackRecords(RecordStore):
+    time_column = "recorded_at"
+
+    def log(self, data: Any) -> int:
+        """Store labelled records; a ``scoring_id`` column links them to payload records."""
+        return self._log(data)[1]
+
+
+class ReferenceRecords(RecordStore):
+    def load(self, data: Any, *, replace: bool = True) -> int:
+        """Store the reference (training/baseline) data, replacing what was there."""
+        if replace:
+            with self._sub.mart.engine.begin() as conn:
+                conn.exec_driver_sql(f"TRUNCATE {quote(self.table)}")
+        return self._log(data)[1]

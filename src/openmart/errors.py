@@ -1,0 +1,91 @@
+"""One exception tree: every user-facing failure of openmart is an ``OpenmartError``."""
+
+from __future__ import annotations
+
+
+class OpenmartError(Exception):
+    """Base of every error openmart raises on purpose."""
+
+
+class ConfigError(OpenmartError):
+    """A setting is missing or malformed."""
+
+
+class MartError(OpenmartError):
+    """The data mart cannot be reached or is in an unexpected state."""
+
+
+class MartUnavailable(MartError):
+    """The database did not answer (connection refused, server gone)."""
+
+
+class NotFound(OpenmartError):
+    """A named object (binding, subscription, record, monitor) does not exist."""
+
+
+class AlreadyExists(OpenmartError):
+    """A named object with this name exists already."""
+
+
+class ValidationError(OpenmartError):
+    """Input was refused; the message names the record, the field and the value."""
+
+    def __init__(self, message: str, *, row: int | None = None, column: str | None = None,
+                 value: object = None) -> None:
+        super().__init__(message)
+        self.row = row
+        self.column = column
+        self.value = value
+
+
+class IdentifierError(ValidationError):
+    """A name that would reach SQL is not acceptable."""
+
+
+class SecretError(OpenmartError):
+    """A credential reference cannot be resolved, or a secret was given in clear."""
+
+
+class ProviderError(OpenmartError):
+    """Base of the errors raised by provider adapters (mapped at their boundary)."""
+
+
+class ProviderNotInstalled(ProviderError):
+    """No adapter of this kind is installed."""
+
+
+class ProviderConnectionError(ProviderError):
+    """The deployment could not be reached (connection refused, DNS)."""
+
+
+class ProviderTimeout(ProviderError):
+    """The deployment did not answer in time."""
+
+
+class ProviderHTTPError(ProviderError):
+    """The deployment answered with an error status; ``status`` and the server's message kept."""
+
+    def __init__(self, message: str, *, status: int | None = None, body: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+    @property
+    def transient(self) -> bool:
+        return self.status is not None and (self.status >= 500 or self.status == 429)
+
+
+class ProviderResponseError(ProviderError):
+    """The deployment's answer could not be decoded (names the missing path)."""
+
+
+class ProviderThrottled(ProviderError):
+    """The platform asked us to slow down (retried with backoff before surfacing)."""
+
+
+class MonitorError(OpenmartError):
+    """A monitor is misconfigured or cannot run."""
+
+
+class ExplanationError(OpenmartError):
+    """An explanation could not be computed."""

@@ -1,0 +1,166 @@
+"""The data mart's core tables (SQLAlchemy 2 declarative). Created and changed only by the
+Alembic migrations in ``openmart/mart/migrations``; ``docs/mart.md`` documents every column.
+
+Per-subscription record tables (payload, feedback, reference) are typed by the subscription's
+schema and made by :mod:`openmart.mart.records`; their names are kept in ``subscriptions``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Double,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def _now() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class Binding(Base):
+    __tablename__ = "bindings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True, nullable=False)
+    provider: Mapped[str] = mapped_column(String(63), nullable=False)
+    # plain settings and credential *references*; secrets only as Fernet tokens ("enc:...")
+    settings: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
+    created_at: Mapped[datetime] = _now()
+
+
+class Subscription(Base):
+    __tablename__ = "subscriptions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True, nullable=False)
+    binding_id: Mapped[int | None] = mapped_column(ForeignKey("bindings.id", ondelete="RESTRICT"))
+    deployment_id: Mapped[str | None] = mapped_column(Text)
+    asset_revision: Mapped[str | None] = mapped_column(Text)
+    problem_type: Mapped[str] = mapped_column(String(16), nullable=False)
+    # features (name, kind), meta columns, label, prediction/probability columns, class labels
+    schema: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    payload_table: Mapped[str] = mapped_column(String(63), nullable=False)
+    feedback_table: Mapped[str] = mapped_column(String(63), nullable=False)
+    reference_table: Mapped[str] = mapped_column(String(63), nullable=False)
+    # per-column statistics of the reference data, computed once when it is loaded (drift)
+    reference_profile: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = _now()
+
+
+class Monitor(Base):
+    __tablename__ = "monitors"
+    __table_args__ = (UniqueConstraint("subscription_id", "kind", name="uq_monitors_subscription_kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(
+        ForeignKey("subscriptions.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
+    # [{"metric": ..., "type": "lower_limit"|"upper_limit", "value": ..., "feature"?: ...}]
+    thresholds: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, nullable=False, server_default="[]")
+    min_records: Mapped[int] = mapped_column(Integer, nullable=False, server_default="100")
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="true")
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class Evaluation(Base):
+    __tablename__ = "evaluations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(
+        ForeignKey("subscriptions.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    window_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    window_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    records: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="running")
+    # per monitor: status, reasons ("not enough data"), counts, scoring calls made
+    summary: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
+    started_at: Mapped[datetime] = _now()
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Measurement(Base):
+    __tablename__ = "measurements"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    evaluation_id: Mapped[int] = mapped_column(
+        ForeignKey("evaluations.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    subscription_id: Mapped[int] = mapped_column(
+        ForeignKey("subscriptions.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    monitor: Mapped[str] = mapped_column(String(32), nullable=False)
+    metric: Mapped[str] = mapped_column(String(64), nullable=False)
+    value: Mapped[float | None] = mapped_column(Double)
+    threshold: Mapped[float | None] = mapped_column(Double)
+    threshold_type: Mapped[str | None] = mapped_column(String(16))
+    breached: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false")
+    feature: Mapped[str | None] = mapped_column(Text)
+    group: Mapped[str | None] = mapped_column(Text)
+    # what a chart needs (histograms, confusion matrix, per-group rates), never raw rows
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    measured_at: Mapped[datetime] = _now()
+
+
+class Alert(Base):
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(
+        ForeignKey("subscriptions.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    evaluation_id: Mapped[int] = mapped_column(ForeignKey("evaluations.id", ondelete="CASCADE"), nullable=False)
+    measurement_id: Mapped[int] = mapped_column(
+        ForeignKey("measurements.id", ondelete="CASCADE"), nullable=False
+    )
+    monitor: Mapped[str] = mapped_column(String(32), nullable=False)
+    metric: Mapped[str] = mapped_column(String(64), nullable=False)
+    message: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="open")
+    created_at: Mapped[datetime] = _now()
+
+
+class Explanation(Base):
+    __tablename__ = "explanations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(
+        ForeignKey("subscriptions.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    scoring_id: Mapped[str] = mapped_column(Text, nullable=False)
+    method: Mapped[str] = mapped_column(String(16), nullable=False)
+    prediction: Mapped[str | None] = mapped_column(Text)
+    # {"feature": weight} in the model's output space; base_value + sum == explained output
+    attributions: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    base_value: Mapped[float | None] = mapped_column(Double)
+    contrastive: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    elapsed_ms: Mapped[float | None] = mapped_column(Double)
+    scoring_calls: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = _now()
