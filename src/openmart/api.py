@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -297,17 +297,37 @@ class RecordStore:
         self.table = table
 
     def _log(self, data: Any) -> Any:
-        arrow, ids = prepare(self.kind, data, self._sub.schema)
+        ids, rows = self.log_batches([data])
+        return (ids[0] if ids else None), rows
+
+    def log_batches(self, batches: Iterable[Any], progress: Callable[[int], None] | None = None
+                    ) -> tuple[list[Any], int]:
+        """Store several batches in ONE transaction: all of them, or (on a bad record) none.
+        ``progress`` is called with each batch's row count (the CLI's progress bar)."""
         raw = self._sub.mart.engine.raw_connection()
+        all_ids, rows, offset = [], 0, 0
         try:
-            copy_into(raw, self.table, arrow, self.kind)
+            for data in batches:
+                try:
+                    arrow, ids = prepare(self.kind, data, self._sub.schema)
+                    copy_into(raw, self.table, arrow, self.kind)
+                except ValidationError as exc:
+                    if offset and exc.row is not None:  # name the record by its place in the whole input
+                        raise ValidationError(f"{exc} [record {offset + exc.row} of the input]", row=offset + exc.row,
+                                              column=exc.column, value=exc.value) from exc
+                    raise
+                all_ids.append(ids)
+                rows += arrow.num_rows
+                offset += arrow.num_rows
+                if progress:
+                    progress(arrow.num_rows)
             raw.commit()
         except BaseException:
             raw.rollback()
             raise
         finally:
             raw.close()
-        return ids, arrow.num_rows
+        return all_ids, rows
 
     def count(self) -> int:
         with self._sub.mart.engine.connect() as conn:

@@ -83,11 +83,13 @@ def _grant(path: Path, user: str | None) -> None:
     entry = pwd.getpwnam(user)
     path.mkdir(parents=True, exist_ok=True)
     os.chown(path, entry.pw_uid, entry.pw_gid)
-    # every parent must be traversable by the server user
+    # every parent must be traversable by the server user; the embedded wheel runs it with
+    # root's group, so the group bit counts as much as the others bit
+    traverse = stat.S_IXOTH | stat.S_IXGRP
     for parent in path.parents:
         mode = parent.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            parent.chmod(mode | stat.S_IXOTH)
+        if mode & traverse != traverse:
+            parent.chmod(mode | traverse)
 
 
 def ensure_running(pgdata: Path, *, timeout: float = 60.0) -> EmbeddedServer:

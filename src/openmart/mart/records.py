@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from openmart.errors import ValidationError
+from openmart.mart import pgbinary
 from openmart.mart.identifiers import quote
 from openmart.schema import Column, ColumnKind, ProblemType, SubscriptionSchema
 
@@ -258,7 +259,7 @@ def _timestamps(kind: RecordKind, frame: pd.DataFrame, column: str) -> pa.Array 
         raise _fail(kind, frame, pos, column, series.iloc[pos], "not a timestamp")
     if getattr(parsed.dt, "tz", None) is None:
         parsed = parsed.dt.tz_localize("UTC")
-    return pa.array(parsed.dt.strftime("%Y-%m-%dT%H:%M:%S.%f%z"), type=pa.string(), from_pandas=True)
+    return pa.array(parsed.dt.tz_convert("UTC"), type=pa.timestamp("us", tz="UTC"), from_pandas=True)
 
 
 def prepare(kind: RecordKind, data: Any, schema: SubscriptionSchema) -> tuple[pa.Table, pa.Array | None]:
@@ -307,7 +308,12 @@ def prepare(kind: RecordKind, data: Any, schema: SubscriptionSchema) -> tuple[pa
         columns[schema.prediction] = _outputs(kind, frame, schema.prediction, schema)
     if schema.probability and schema.probability in frame.columns:
         columns[schema.probability] = _probability(kind, frame, schema.probability, schema)
-    return pa.table(columns), ids
+    table = pa.table(columns)
+    if schema.problem_type is ProblemType.MULTICLASS and schema.probability in columns:
+        # array literals ('{0.1,0.9}') are text to PostgreSQL's CSV parser only
+        i = table.schema.get_field_index(schema.probability)
+        table = table.cast(table.schema.set(i, table.schema.field(i).with_metadata({pgbinary.TEXT_LITERAL: b"1"})))
+    return table, ids
 
 
 def _column(kind: RecordKind, frame: pd.DataFrame, col: Column) -> pa.Array:
@@ -318,20 +324,20 @@ def _column(kind: RecordKind, frame: pd.DataFrame, col: Column) -> pa.Array:
 
 # -- COPY ----------------------------------------------------------------------------------------
 
-class _ChunkedCSV(io.RawIOBase):
-    """A read-only file whose bytes are the table's CSV, produced chunk by chunk on demand."""
+def _csv_chunks(table: pa.Table) -> Iterator[bytes]:
+    options = pacsv.WriteOptions(include_header=False)
+    for start in range(0, table.num_rows, CHUNK_ROWS):
+        sink = io.BytesIO()
+        pacsv.write_csv(table.slice(start, CHUNK_ROWS), sink, options)
+        yield sink.getvalue()
 
-    def __init__(self, table: pa.Table) -> None:
-        self._chunks: Iterator[bytes] = self._generate(table)
+
+class _ChunkStream(io.RawIOBase):
+    """A read-only file over a generator of byte chunks, produced on demand (bounded memory)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
         self._buffer = b""
-
-    @staticmethod
-    def _generate(table: pa.Table) -> Iterator[bytes]:
-        options = pacsv.WriteOptions(include_header=False)
-        for start in range(0, table.num_rows, CHUNK_ROWS):
-            sink = io.BytesIO()
-            pacsv.write_csv(table.slice(start, CHUNK_ROWS), sink, options)
-            yield sink.getvalue()
 
     def readable(self) -> bool:
         return True
@@ -355,10 +361,12 @@ _KEY_DETAIL = re.compile(r"Key \((?P<col>.+?)\)=\((?P<val>.*)\) already exists")
 def copy_into(connection: Any, table: str, arrow: pa.Table, kind: RecordKind) -> None:
     """COPY the prepared table in; the caller owns the transaction (commit or rollback)."""
     cols = ", ".join(quote(c) for c in arrow.column_names)
-    sql = f"COPY {quote(table)} ({cols}) FROM STDIN WITH (FORMAT csv)"
+    binary = pgbinary.encodable(arrow)
+    stream = pgbinary.chunks(arrow, CHUNK_ROWS) if binary else _csv_chunks(arrow)
+    sql = f"COPY {quote(table)} ({cols}) FROM STDIN WITH (FORMAT {'binary' if binary else 'csv'})"
     with connection.cursor() as cur:
         try:
-            cur.copy_expert(sql, _ChunkedCSV(arrow), size=1 << 20)
+            cur.copy_expert(sql, _ChunkStream(stream), size=1 << 20)
         except psycopg2.errors.UniqueViolation as exc:
             match = _KEY_DETAIL.search(exc.diag.message_detail or "")
             value = match.group("val") if match else None

@@ -1,0 +1,42 @@
+"""The ``openmart`` command: one Typer sub-app per group, a thin layer over the Python API."""
+
+from __future__ import annotations
+
+import typer
+
+from openmart.cli import bind, db, records, subscribe
+from openmart.cli.common import CliContext, OpenmartGroup
+
+app = typer.Typer(
+    cls=OpenmartGroup,
+    name="openmart",
+    help="openmart: monitor deployed machine-learning models (quality, fairness, drift, explanations).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    database_url: str | None = typer.Option(None, "--database-url", envvar="OPENMART_DATABASE_URL",
+                                            help="PostgreSQL URL; unset: the embedded mart.", show_envvar=True),
+    schema: str = typer.Option("openmart", "--schema", envvar="OPENMART_SCHEMA",
+                               help="PostgreSQL schema holding the mart.", show_envvar=True),
+) -> None:
+    ctx.obj = CliContext(database_url=database_url, schema=schema)
+    ctx.call_on_close(ctx.obj.close)
+
+
+app.add_typer(db.app, name="db")
+app.add_typer(bind.app, name="bind")
+app.add_typer(subscribe.app, name="subscribe")
+app.add_typer(records.payload_app, name="payload")
+app.add_typer(records.feedback_app, name="feedback")
+app.add_typer(records.reference_app, name="reference")
+app.command("records")(records.records)
+
+
+def main() -> None:
+    app(prog_name="openmart")

@@ -1,0 +1,77 @@
+"""`openmart payload|feedback|reference` and `openmart records`: logging and reading records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from openmart.api import RecordStore
+from openmart.cli.common import (
+    OpenmartGroup,
+    count_rows,
+    emit_json,
+    err,
+    iter_file,
+    out,
+    progress_bar,
+    state,
+)
+from openmart.mart.records import RecordKind
+
+
+def _log_file(store: RecordStore, path: Path, verb: str) -> int:
+    total = count_rows(path)
+    with progress_bar(f"{verb} {path.name}", total) as bar:
+        task = bar.add_task(f"{verb} {path.name}", total=total)
+        _, rows = store.log_batches(iter_file(path), progress=lambda n: bar.advance(task, n))
+    return rows
+
+
+def _group(kind: RecordKind, verb: str, help_text: str) -> typer.Typer:
+    group = typer.Typer(cls=OpenmartGroup, no_args_is_help=True, help=help_text)
+
+    @group.command(verb)
+    def log(ctx: typer.Context, subscription: str, file: Path = typer.Argument(..., help="CSV, Parquet or JSONL."),
+            json_: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+        """Store the file's records, all or none (a bad record is named and nothing is written)."""
+        sub = state(ctx).mart.subscriptions.get(subscription)
+        store = getattr(sub, str(kind))
+        if kind is RecordKind.REFERENCE:
+            from openmart.cli.common import read_file
+
+            rows = store.load(read_file(file))
+        else:
+            rows = _log_file(store, file, "logging")
+        if json_:
+            emit_json({"subscription": subscription, "kind": str(kind), "records": rows})
+        else:
+            err.print(f"{rows} {kind} records stored for {subscription!r}")
+
+    return group
+
+
+payload_app = _group(RecordKind.PAYLOAD, "log", "Payload records: what the model saw and said.\n\n"
+                     "Example: openmart payload log churn scored.csv")
+feedback_app = _group(RecordKind.FEEDBACK, "log", "Feedback records: ground truth labels.\n\n"
+                      "Example: openmart feedback log churn labelled.csv")
+reference_app = _group(RecordKind.REFERENCE, "load", "Reference data: the baseline monitors compare against.\n\n"
+                       "Example: openmart reference load churn train.csv")
+
+
+def records(
+    ctx: typer.Context,
+    subscription: str,
+    kind: RecordKind = typer.Option(RecordKind.PAYLOAD, "--kind", "-k", help="payload, feedback or reference."),
+    limit: int = typer.Option(20, "--limit", "-n", help="How many records (newest first)."),
+    json_: bool = typer.Option(False, "--json", help="Machine-readable output (JSON records)."),
+) -> None:
+    """Show a subscription's records, newest first."""
+    sub = state(ctx).mart.subscriptions.get(subscription)
+    frame = getattr(sub, str(kind)).read(limit=limit, newest_first=True)
+    if json_:
+        import sys
+
+        sys.stdout.write(frame.to_json(orient="records", date_format="iso", indent=2) + "\n")
+    else:
+        out.print(frame.to_string(max_cols=12, max_colwidth=40) if len(frame) else "no records")
