@@ -93,8 +93,9 @@ def main() -> int:
         print(f"openmart / raw COPY        : {om_rate / raw_rate:7.2f} x   (goal >= 0.8)")
         print(f"openmart / to_sql          : {om_rate / sql_rate:7.1f} x   (goal >= 50)")
         print(f"DataFrame size             : {frame_bytes / 2**20:7.1f} MiB")
-        print(f"peak memory added (RSS)    : {mem.added / 2**20:7.1f} MiB = {mem_ratio:.2f} x the DataFrame"
-              " (goal <= 2)")
+        print(
+            f"peak memory added (RSS)    : {mem.added / 2**20:7.1f} MiB = {mem_ratio:.2f} x the DataFrame (goal <= 2)"
+        )
         ok = om_rate >= 0.8 * raw_rate and om_rate >= 50 * sql_rate and mem_ratio <= 2
         print("goals met" if ok else "GOALS MISSED")
         return 0 if ok else 1

@@ -33,11 +33,21 @@ def cli(database_url: str, schema_name: str, tmp_path: Path, monkeypatch: pytest
 def files(tmp_path: Path) -> dict[str, Path]:
     rng = np.random.default_rng(0)
     n = 500
-    ref = pd.DataFrame({"age": rng.integers(18, 80, n), "sex": rng.choice(["f", "m"], n),
-                        "income": rng.normal(50, 10, n), "label": rng.integers(0, 2, n)})
+    ref = pd.DataFrame(
+        {
+            "age": rng.integers(18, 80, n),
+            "sex": rng.choice(["f", "m"], n),
+            "income": rng.normal(50, 10, n),
+            "label": rng.integers(0, 2, n),
+        }
+    )
     pay = ref.drop(columns="label").assign(prediction=ref["label"], probability=rng.random(n))
-    paths = {"ref": tmp_path / "ref.csv", "pay": tmp_path / "pay.parquet", "fb": tmp_path / "fb.jsonl",
-             "bad": tmp_path / "bad.csv"}
+    paths = {
+        "ref": tmp_path / "ref.csv",
+        "pay": tmp_path / "pay.parquet",
+        "fb": tmp_path / "fb.jsonl",
+        "bad": tmp_path / "bad.csv",
+    }
     ref.to_csv(paths["ref"], index=False)
     pay.assign(scoring_id=[f"s{i}" for i in range(n)]).to_parquet(paths["pay"])
     ref.head(100).assign(scoring_id=[f"s{i}" for i in range(100)]).to_json(paths["fb"], orient="records", lines=True)
@@ -48,8 +58,20 @@ def files(tmp_path: Path) -> dict[str, Path]:
 
 
 def test_subscribe_log_and_read(cli, files) -> None:
-    r = cli("subscribe", "add", "credit", "--reference", str(files["ref"]), "--label", "label", "--problem", "binary",
-            "--categorical", "sex", "--json")
+    r = cli(
+        "subscribe",
+        "add",
+        "credit",
+        "--reference",
+        str(files["ref"]),
+        "--label",
+        "label",
+        "--problem",
+        "binary",
+        "--categorical",
+        "sex",
+        "--json",
+    )
     info = json.loads(r.stdout)
     assert [f["name"] for f in info["schema"]["features"]] == ["age", "sex", "income"]
     cli("payload", "log", "credit", str(files["pay"]))
@@ -71,8 +93,7 @@ def test_bad_file_is_refused_whole_with_one_line(cli, files) -> None:
     cli("subscribe", "add", "credit", "--reference", str(files["ref"]), "--label", "label", "--problem", "binary")
     r = cli("payload", "log", "credit", str(files["bad"]), ok=False)
     assert r.exit_code == 1
-    assert r.stderr.strip().splitlines() == [
-        "error: payload record 42, column 'income': not a number (value 'n/a')"]
+    assert r.stderr.strip().splitlines() == ["error: payload record 42, column 'income': not a number (value 'n/a')"]
     assert "Traceback" not in r.stdout + r.stderr
     rows = json.loads(cli("records", "credit", "--json", "--limit", "10").stdout)
     assert rows == []
@@ -85,8 +106,9 @@ def test_errors_exit_non_zero(cli, files) -> None:
     assert r.exit_code == 1 and "no provider of kind 'nope' is installed" in r.stderr
     r = cli("payload", "log", "credit", "/nonexistent.csv", ok=False)
     assert r.exit_code == 1
-    r = cli("subscribe", "add", "s", "--reference", str(files["ref"]), "--label", "nolabel", "--problem", "binary",
-            ok=False)
+    r = cli(
+        "subscribe", "add", "s", "--reference", str(files["ref"]), "--label", "nolabel", "--problem", "binary", ok=False
+    )
     assert r.exit_code == 1 and "label column 'nolabel'" in r.stderr
 
 

@@ -15,13 +15,15 @@ EVIL = 'x"; drop table bindings; --'
 
 def reference_frame(n: int = 200, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "age": rng.integers(18, 80, n),
-        "sex": rng.choice(["female", "male"], n),
-        "income": rng.normal(50.0, 10.0, n),
-        EVIL: rng.random(n),
-        "label": rng.integers(0, 2, n),
-    })
+    return pd.DataFrame(
+        {
+            "age": rng.integers(18, 80, n),
+            "sex": rng.choice(["female", "male"], n),
+            "income": rng.normal(50.0, 10.0, n),
+            EVIL: rng.random(n),
+            "label": rng.integers(0, 2, n),
+        }
+    )
 
 
 def payload_frame(ref: pd.DataFrame, seed: int = 1) -> pd.DataFrame:
@@ -46,8 +48,9 @@ def test_schema_is_inferred_from_reference(sub: openmart.Subscription) -> None:
 
 def test_overrides_and_class_label_validation(mart: openmart.Mart) -> None:
     ref = reference_frame()
-    sub = mart.subscriptions.add("o", reference=ref, label="label", problem_type="binary", categorical=["age"],
-                                 meta=["income"])
+    sub = mart.subscriptions.add(
+        "o", reference=ref, label="label", problem_type="binary", categorical=["age"], meta=["income"]
+    )
     assert sub.schema.column("age").kind is ColumnKind.CATEGORICAL
     assert [c.name for c in sub.schema.meta] == ["income"]
     assert "income" not in sub.schema.feature_names
@@ -90,10 +93,15 @@ def test_openscale_request_response_shape(sub: openmart.Subscription) -> None:
     record = {
         "scoring_id": "os-1",
         "response_time": 12.5,
-        "request": {"fields": ["age", "income", EVIL], "values": [[30, 40.0, 0.1], [40, 60.0, 0.2]],
-                    "meta": {"fields": ["sex"], "values": [["female"]]}},
-        "response": {"fields": ["age", "income", EVIL, "probability", "prediction"],
-                     "values": [[30, 40.0, 0.1, [0.2, 0.8], 1], [40, 60.0, 0.2, [0.9, 0.1], 0]]},
+        "request": {
+            "fields": ["age", "income", EVIL],
+            "values": [[30, 40.0, 0.1], [40, 60.0, 0.2]],
+            "meta": {"fields": ["sex"], "values": [["female"]]},
+        },
+        "response": {
+            "fields": ["age", "income", EVIL, "probability", "prediction"],
+            "values": [[30, 40.0, 0.1, [0.2, 0.8], 1], [40, 60.0, 0.2, [0.9, 0.1], 0]],
+        },
     }
     ids = sub.payload.log(record)
     assert list(ids) == ["os-1-1", "os-1-2"]
@@ -110,8 +118,7 @@ def test_feedback_links_to_payload(sub: openmart.Subscription, mart: openmart.Ma
     fb = ref.head(50).assign(scoring_id=list(ids[:50]))
     assert sub.feedback.log(fb) == 50
     sub.feedback.log(ref.tail(5))  # standing alone, no scoring id
-    joined = mart.sql(f"SELECT count(*) AS n FROM {sub.feedback.table} f JOIN {sub.payload.table} p "
-                      "USING (scoring_id)")
+    joined = mart.sql(f"SELECT count(*) AS n FROM {sub.feedback.table} f JOIN {sub.payload.table} p USING (scoring_id)")
     assert joined["n"][0] == 50
     assert sub.feedback.count() == 55
 
@@ -120,10 +127,18 @@ def test_feedback_links_to_payload(sub: openmart.Subscription, mart: openmart.Ma
     ("mutate", "row", "column", "message"),
     [
         (lambda f: f.drop(columns=["sex"]), 0, "sex", "column 'sex' is missing"),
-        (lambda f: f.astype({"income": object}).assign(income=lambda d: d["income"].where(d.index != 7, "lots")),
-         7, "income", "not a number"),
-        (lambda f: f.assign(scoring_id=[f"id{i}" for i in range(len(f) - 1)] + ["id3"]), len(reference_frame()) - 1,
-         "scoring_id", "repeats within the batch"),
+        (
+            lambda f: f.astype({"income": object}).assign(income=lambda d: d["income"].where(d.index != 7, "lots")),
+            7,
+            "income",
+            "not a number",
+        ),
+        (
+            lambda f: f.assign(scoring_id=[f"id{i}" for i in range(len(f) - 1)] + ["id3"]),
+            len(reference_frame()) - 1,
+            "scoring_id",
+            "repeats within the batch",
+        ),
         (lambda f: f.assign(prediction=f["prediction"].where(f.index != 4, 7)), 4, "prediction", "class labels"),
         (lambda f: f.assign(probability=f["probability"].where(f.index != 9, 1.5)), 9, "probability", r"\[0, 1\]"),
     ],
@@ -170,8 +185,9 @@ def test_hostile_feature_name_is_stored_not_executed(sub: openmart.Subscription,
     assert EVIL in sub.payload.read().columns
     assert len(mart.sql("SELECT * FROM bindings")) == 0  # the table is still there
     with pytest.raises(IdentifierError, match="63-byte"):
-        mart.subscriptions.add("long", reference=reference_frame().rename(columns={"age": "a" * 64}), label="label",
-                               problem_type="binary")
+        mart.subscriptions.add(
+            "long", reference=reference_frame().rename(columns={"age": "a" * 64}), label="label", problem_type="binary"
+        )
 
 
 def test_multiclass_and_regression_tables(mart: openmart.Mart) -> None:
@@ -181,15 +197,20 @@ def test_multiclass_and_regression_tables(mart: openmart.Mart) -> None:
     assert sub.schema.class_labels == ("setosa", "versicolor", "virginica")
     probs = rng.dirichlet([1, 1, 1], 60)
     ids = [f"r{i}" for i in range(60)]
-    sub.payload.log(pd.DataFrame({"x": ref["x"], "prediction": ref["kind"], "probability": list(probs),
-                                  "scoring_id": ids}))
+    sub.payload.log(
+        pd.DataFrame({"x": ref["x"], "prediction": ref["kind"], "probability": list(probs), "scoring_id": ids})
+    )
     back = sub.payload.read().set_index("scoring_id").loc[ids]
     assert np.allclose(np.vstack(back["probability"].to_numpy()), probs)
     assert list(back["prediction"]) == list(ref["kind"])
     with pytest.raises(ValidationError, match="2 probabilities for 3 classes"):
         sub.payload.log(pd.DataFrame({"x": [1.0], "prediction": ["setosa"], "probability": [[0.5, 0.5]]}))
-    reg = mart.subscriptions.add("price", reference=pd.DataFrame({"x": rng.normal(size=20), "y": rng.normal(size=20)}),
-                                 label="y", problem_type="regression")
+    reg = mart.subscriptions.add(
+        "price",
+        reference=pd.DataFrame({"x": rng.normal(size=20), "y": rng.normal(size=20)}),
+        label="y",
+        problem_type="regression",
+    )
     assert reg.schema.probability is None and reg.schema.class_labels is None
     reg.payload.log(pd.DataFrame({"x": [1.0, 2.0], "prediction": [3.5, -1.0]}))
     assert list(reg.payload.read()["prediction"]) == [3.5, -1.0]
@@ -203,5 +224,9 @@ def test_reference_load_replaces(sub: openmart.Subscription) -> None:
 def test_subscription_remove_drops_tables(mart: openmart.Mart, sub: openmart.Subscription) -> None:
     table = sub.payload.table
     mart.subscriptions.remove("credit")
-    assert mart.sql("SELECT count(*) AS n FROM pg_tables WHERE tablename = :t AND schemaname = current_schema()",
-                    {"t": table})["n"][0] == 0
+    assert (
+        mart.sql(
+            "SELECT count(*) AS n FROM pg_tables WHERE tablename = :t AND schemaname = current_schema()", {"t": table}
+        )["n"][0]
+        == 0
+    )

@@ -1,12 +1,12 @@
 """The Python API, shared by the CLI and the notebooks.
 
-    mart = openmart.connect()            # embedded PostgreSQL unless OPENMART_DATABASE_URL is set
-    mart.bindings.add("web", "custom", {"url": "http://127.0.0.1:8000/predict"})
-    sub = mart.subscriptions.add("churn", reference=df, label="churn", problem_type="binary",
-                                 binding="web", deployment="/predict")
-    ids = sub.payload.log(payload_df)
-    sub.feedback.log(labelled_df)
-    sub.payload.read(limit=10)
+mart = openmart.connect()            # embedded PostgreSQL unless OPENMART_DATABASE_URL is set
+mart.bindings.add("web", "custom", {"url": "http://127.0.0.1:8000/predict"})
+sub = mart.subscriptions.add("churn", reference=df, label="churn", problem_type="binary",
+                             binding="web", deployment="/predict")
+ids = sub.payload.log(payload_df)
+sub.feedback.log(labelled_df)
+sub.payload.read(limit=10)
 """
 
 from __future__ import annotations
@@ -32,10 +32,12 @@ from openmart.schema import ProblemType, SubscriptionSchema, infer_schema
 
 if TYPE_CHECKING:
     from openmart.providers.base import Provider
+    from openmart.scoring.capture import PayloadCapture
 
 
-def connect(url: str | None = None, *, schema: str = DEFAULT_SCHEMA, upgrade: bool = True,
-            settings: Settings | None = None) -> Mart:
+def connect(
+    url: str | None = None, *, schema: str = DEFAULT_SCHEMA, upgrade: bool = True, settings: Settings | None = None
+) -> Mart:
     """Open the mart at ``url`` (or ``OPENMART_DATABASE_URL``, or the embedded default) and bring its
     schema up to date."""
     settings = settings or Settings.from_env()
@@ -71,8 +73,13 @@ class Mart:
 
     def status(self) -> dict[str, Any]:
         current, head = migrate.status(self.engine, self.location.schema)
-        return {"location": self.location.describe(), "schema": self.location.schema,
-                "revision": current, "head": head, "up_to_date": current == head}
+        return {
+            "location": self.location.describe(),
+            "schema": self.location.schema,
+            "revision": current,
+            "head": head,
+            "up_to_date": current == head,
+        }
 
     def sql(self, query: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
         """Run a read query against the mart (its schema is on the search path) as a DataFrame."""
@@ -81,7 +88,8 @@ class Mart:
 
     def alerts(self, *, status: str | None = "open") -> pd.DataFrame:
         q = sa.select(models.Alert, models.Subscription.name.label("subscription")).join(
-            models.Subscription, models.Subscription.id == models.Alert.subscription_id)
+            models.Subscription, models.Subscription.id == models.Alert.subscription_id
+        )
         if status:
             q = q.where(models.Alert.status == status)
         with self.engine.connect() as conn:
@@ -89,6 +97,7 @@ class Mart:
 
 
 # -- bindings ------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Binding:
@@ -105,8 +114,12 @@ class Binding:
         return secrets.redact(self.stored_settings)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "provider": self.provider, "settings": self.settings,
-                "created_at": self.created_at.isoformat()}
+        return {
+            "name": self.name,
+            "provider": self.provider,
+            "settings": self.settings,
+            "created_at": self.created_at.isoformat(),
+        }
 
     def connect(self) -> Provider:
         """An adapter for this binding (secrets decrypted in memory only)."""
@@ -152,8 +165,7 @@ class Bindings:
             row = s.scalar(sa.select(models.Binding).where(models.Binding.name == name))
             if row is None:
                 raise NotFound(f"no binding named {name!r}")
-            users = s.scalars(sa.select(models.Subscription.name).where(models.Subscription.binding_id == row.id)
-                              ).all()
+            users = s.scalars(sa.select(models.Subscription.name).where(models.Subscription.binding_id == row.id)).all()
             if users:
                 raise ValidationError(f"binding {name!r} is used by subscriptions {list(users)}: remove them first")
             s.delete(row)
@@ -161,6 +173,7 @@ class Bindings:
 
 
 # -- subscriptions -------------------------------------------------------------------------------
+
 
 class Subscriptions:
     def __init__(self, mart: Mart) -> None:
@@ -191,9 +204,18 @@ class Subscriptions:
         if schema is None:
             if reference is None or label is None or problem_type is None:
                 raise ValidationError("give either a schema, or reference data with label and problem_type")
-            schema = infer_schema(reference, label=label, problem_type=problem_type, categorical=categorical,
-                                  numeric=numeric, features=features, meta=meta, prediction=prediction,
-                                  probability=probability, class_labels=class_labels)
+            schema = infer_schema(
+                reference,
+                label=label,
+                problem_type=problem_type,
+                categorical=categorical,
+                numeric=numeric,
+                features=features,
+                meta=meta,
+                prediction=prediction,
+                probability=probability,
+                class_labels=class_labels,
+            )
         binding_row = self._mart.bindings.get(binding) if binding else None
         if binding_row is not None and deployment:
             # check the deployment exists on the platform now, not at the first evaluation
@@ -207,9 +229,16 @@ class Subscriptions:
             if session.scalar(sa.select(models.Subscription).where(models.Subscription.name == name)):
                 raise AlreadyExists(f"a subscription named {name!r} exists already")
             row = models.Subscription(
-                name=name, binding_id=binding_row.id if binding_row else None, deployment_id=deployment,
-                asset_revision=asset_revision, problem_type=str(schema.problem_type), schema=schema.to_dict(),
-                payload_table="", feedback_table="", reference_table="")
+                name=name,
+                binding_id=binding_row.id if binding_row else None,
+                deployment_id=deployment,
+                asset_revision=asset_revision,
+                problem_type=str(schema.problem_type),
+                schema=schema.to_dict(),
+                payload_table="",
+                feedback_table="",
+                reference_table="",
+            )
             session.add(row)
             session.flush()
             for kind in RecordKind:
@@ -235,9 +264,11 @@ class Subscriptions:
 
     def list(self) -> list[Subscription]:
         with sa.orm.Session(self._mart.engine) as s:
-            rows = s.execute(sa.select(models.Subscription, models.Binding.name).outerjoin(
-                models.Binding, models.Binding.id == models.Subscription.binding_id).order_by(
-                models.Subscription.name)).all()
+            rows = s.execute(
+                sa.select(models.Subscription, models.Binding.name)
+                .outerjoin(models.Binding, models.Binding.id == models.Subscription.binding_id)
+                .order_by(models.Subscription.name)
+            ).all()
             return [Subscription(self._mart, r, b) for r, b in rows]
 
     def remove(self, name: str) -> None:
@@ -263,6 +294,7 @@ class Subscription:
         self.payload = PayloadRecords(self, RecordKind.PAYLOAD, row.payload_table)
         self.feedback = FeedbackRecords(self, RecordKind.FEEDBACK, row.feedback_table)
         self.reference = ReferenceRecords(self, RecordKind.REFERENCE, row.reference_table)
+        self._capture: PayloadCapture | None = None
 
     @property
     def mart(self) -> Mart:
@@ -273,12 +305,42 @@ class Subscription:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "binding": self.binding, "deployment": self.deployment_id,
-            "asset_revision": self.asset_revision, "schema": self.schema.to_dict(),
-            "tables": {"payload": self.payload.table, "feedback": self.feedback.table,
-                       "reference": self.reference.table},
+            "name": self.name,
+            "binding": self.binding,
+            "deployment": self.deployment_id,
+            "asset_revision": self.asset_revision,
+            "schema": self.schema.to_dict(),
+            "tables": {
+                "payload": self.payload.table,
+                "feedback": self.feedback.table,
+                "reference": self.reference.table,
+            },
             "created_at": self.created_at.isoformat(),
         }
+
+    def score(self, records: pd.DataFrame, *, wait: bool = False) -> pd.DataFrame:
+        """Score through the binding and log the payload in the background (``wait=True``: return
+        once it is stored). Returns the records with ``scoring_id``, prediction and probability."""
+        from openmart.scoring.score import score_frame
+
+        scored = score_frame(self, records)
+        self.capture.submit(scored)
+        if wait:
+            self.capture.flush()
+        return scored
+
+    @property
+    def capture(self) -> PayloadCapture:
+        """This subscription's background payload writer (made on first use)."""
+        if self._capture is None:
+            from openmart.scoring.capture import PayloadCapture
+
+            self._capture = PayloadCapture(self)
+        return self._capture
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait for background payload writes to finish."""
+        return self._capture.flush(timeout) if self._capture is not None else True
 
     def provider(self) -> Provider:
         if not self.binding:
@@ -300,8 +362,9 @@ class RecordStore:
         ids, rows = self.log_batches([data])
         return (ids[0] if ids else None), rows
 
-    def log_batches(self, batches: Iterable[Any], progress: Callable[[int], None] | None = None
-                    ) -> tuple[list[Any], int]:
+    def log_batches(
+        self, batches: Iterable[Any], progress: Callable[[int], None] | None = None
+    ) -> tuple[list[Any], int]:
         """Store several batches in ONE transaction: all of them, or (on a bad record) none.
         ``progress`` is called with each batch's row count (the CLI's progress bar)."""
         raw = self._sub.mart.engine.raw_connection()
@@ -313,8 +376,12 @@ class RecordStore:
                     copy_into(raw, self.table, arrow, self.kind)
                 except ValidationError as exc:
                     if offset and exc.row is not None:  # name the record by its place in the whole input
-                        raise ValidationError(f"{exc} [record {offset + exc.row} of the input]", row=offset + exc.row,
-                                              column=exc.column, value=exc.value) from exc
+                        raise ValidationError(
+                            f"{exc} [record {offset + exc.row} of the input]",
+                            row=offset + exc.row,
+                            column=exc.column,
+                            value=exc.value,
+                        ) from exc
                     raise
                 all_ids.append(ids)
                 rows += arrow.num_rows
@@ -333,13 +400,26 @@ class RecordStore:
         with self._sub.mart.engine.connect() as conn:
             return int(conn.exec_driver_sql(f"SELECT count(*) FROM {quote(self.table)}").scalar_one())
 
-    def read(self, *, since: datetime | str | None = None, until: datetime | str | None = None,
-             limit: int | None = None, columns: Sequence[str] | None = None, newest_first: bool = False
-             ) -> pd.DataFrame:
+    def read(
+        self,
+        *,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        limit: int | None = None,
+        columns: Sequence[str] | None = None,
+        newest_first: bool = False,
+    ) -> pd.DataFrame:
         since = pd.Timestamp(since).to_pydatetime() if isinstance(since, str) else since
         until = pd.Timestamp(until).to_pydatetime() if isinstance(until, str) else until
-        sql, params = select_sql(self.table, time_column=self.time_column, since=since, until=until,
-                                 limit=limit, columns=columns, newest_first=newest_first)
+        sql, params = select_sql(
+            self.table,
+            time_column=self.time_column,
+            since=since,
+            until=until,
+            limit=limit,
+            columns=columns,
+            newest_first=newest_first,
+        )
         raw = self._sub.mart.engine.raw_connection()
         try:
             with raw.cursor() as cur:

@@ -30,8 +30,9 @@ class AlreadyExists(OpenmartError):
 class ValidationError(OpenmartError):
     """Input was refused; the message names the record, the field and the value."""
 
-    def __init__(self, message: str, *, row: int | None = None, column: str | None = None,
-                 value: object = None) -> None:
+    def __init__(
+        self, message: str, *, row: int | None = None, column: str | None = None, value: object = None
+    ) -> None:
         super().__init__(message)
         self.row = row
         self.column = column

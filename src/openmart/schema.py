@@ -16,9 +16,16 @@ from openmart.errors import ValidationError
 from openmart.mart.identifiers import validate_column
 
 #: columns every record table has; a feature may not take these names
-SYSTEM_COLUMNS = frozenset({
-    "scoring_id", "scoring_timestamp", "asset_revision", "response_time", "record_id", "recorded_at",
-})
+SYSTEM_COLUMNS = frozenset(
+    {
+        "scoring_id",
+        "scoring_timestamp",
+        "asset_revision",
+        "response_time",
+        "record_id",
+        "recorded_at",
+    }
+)
 
 
 class ProblemType(StrEnum):
@@ -63,8 +70,7 @@ class SubscriptionSchema:
                 raise ValidationError(f"column name {name!r} is reserved by openmart", column=name)
         dupes = {n for n in names + outputs if (names + outputs).count(n) > 1}
         if dupes:
-            raise ValidationError(f"column names used twice in the schema: {sorted(dupes)}",
-                                  column=sorted(dupes)[0])
+            raise ValidationError(f"column names used twice in the schema: {sorted(dupes)}", column=sorted(dupes)[0])
         if not self.features:
             raise ValidationError("a subscription needs at least one feature")
         if self.problem_type is ProblemType.REGRESSION:
@@ -75,10 +81,12 @@ class SubscriptionSchema:
                 raise ValidationError(f"class labels repeat: {list(self.class_labels)}")
             want = 2 if self.problem_type is ProblemType.BINARY else 3
             if (self.problem_type is ProblemType.BINARY and len(self.class_labels) != 2) or len(
-                    self.class_labels) < min(want, 2):
+                self.class_labels
+            ) < min(want, 2):
                 raise ValidationError(
                     f"a {self.problem_type} subscription needs {'exactly 2' if want == 2 else '2 or more'} "
-                    f"class labels, got {list(self.class_labels)}")
+                    f"class labels, got {list(self.class_labels)}"
+                )
 
     # -- derived -------------------------------------------------------------------------
     @property
@@ -103,7 +111,8 @@ class SubscriptionSchema:
         if self.problem_type is ProblemType.REGRESSION:
             return True
         return self.class_labels is not None and all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in self.class_labels)
+            isinstance(v, int | float) and not isinstance(v, bool) for v in self.class_labels
+        )
 
     @property
     def output_sql_type(self) -> str:
@@ -167,16 +176,18 @@ def infer_schema(
     """
     problem = ProblemType(problem_type)
     if label not in reference.columns:
-        raise ValidationError(f"label column {label!r} is not in the reference data "
-                              f"(columns: {list(reference.columns)[:20]})", column=label)
+        raise ValidationError(
+            f"label column {label!r} is not in the reference data (columns: {list(reference.columns)[:20]})",
+            column=label,
+        )
     categorical, numeric, meta = set(categorical), set(numeric), list(meta)
     for name in categorical | numeric | set(meta):
         if name not in reference.columns:
-            raise ValidationError(f"column {name!r} named in the options is not in the reference data",
-                                  column=name)
+            raise ValidationError(f"column {name!r} named in the options is not in the reference data", column=name)
     outputs = {label, prediction} | ({probability} if probability else set())
-    names = list(features) if features is not None else [
-        c for c in reference.columns if c not in outputs and c not in meta]
+    names = (
+        list(features) if features is not None else [c for c in reference.columns if c not in outputs and c not in meta]
+    )
 
     def kind(name: str) -> ColumnKind:
         if name in categorical:
@@ -194,7 +205,9 @@ def infer_schema(
         if problem is ProblemType.BINARY and len(class_labels) != 2:
             raise ValidationError(
                 f"binary problem, but label {label!r} has {len(class_labels)} distinct values in the "
-                f"reference data: {class_labels[:10]}", column=label)
+                f"reference data: {class_labels[:10]}",
+                column=label,
+            )
     elif class_labels is not None:
         class_labels = [_as_python(v) for v in class_labels]
         seen = {_as_python(v) for v in reference[label].dropna().unique()}
@@ -202,7 +215,9 @@ def infer_schema(
         if unknown:
             raise ValidationError(
                 f"label {label!r} holds values that are not declared class labels: {sorted(map(str, unknown))[:10]}"
-                f" (declared: {list(class_labels)})", column=label)
+                f" (declared: {list(class_labels)})",
+                column=label,
+            )
     return SubscriptionSchema(
         features=tuple(Column(str(n), kind(n)) for n in names),
         meta=tuple(Column(str(n), kind(n)) for n in meta),

@@ -14,8 +14,11 @@ from collections.abc import Mapping
 
 from openmart.errors import SecretError, ValidationError
 
-_SECRET_KEY = re.compile(r"(^|_)(token|password|passwd|secret|api_key|apikey|key|access_key|"
-                         r"secret_access_key|session_token|credentials?)$", re.IGNORECASE)
+_SECRET_KEY = re.compile(
+    r"(^|_)(token|password|passwd|secret|api_key|apikey|key|access_key|"
+    r"secret_access_key|session_token|credentials?)$",
+    re.IGNORECASE,
+)
 _REFERENCE_SUFFIXES = ("_env", "_arn", "_profile", "_file")
 ENCRYPTED_PREFIX = "enc:"
 
@@ -32,8 +35,7 @@ def _fernet(secret_key: str | None):  # type: ignore[no-untyped-def]
     try:
         return Fernet(secret_key.encode())
     except ValueError as exc:
-        raise SecretError("OPENMART_SECRET_KEY is not a valid key (make one with "
-                          "`openmart secret-key`)") from exc
+        raise SecretError("OPENMART_SECRET_KEY is not a valid key (make one with `openmart secret-key`)") from exc
 
 
 def protect(settings: Mapping[str, str], secret_key: str | None) -> dict[str, str]:
@@ -45,7 +47,8 @@ def protect(settings: Mapping[str, str], secret_key: str | None) -> dict[str, st
                 raise ValidationError(
                     f"setting {key!r} looks like a secret and is refused in clear: give a reference "
                     f"instead ({key}_env=VARIABLE_NAME), or set OPENMART_SECRET_KEY to store it encrypted",
-                    column=key)
+                    column=key,
+                )
             value = ENCRYPTED_PREFIX + _fernet(secret_key).encrypt(str(value).encode()).decode()
         out[key] = str(value)
     return out
@@ -59,7 +62,7 @@ def reveal(settings: Mapping[str, str], secret_key: str | None) -> dict[str, str
             from cryptography.fernet import InvalidToken
 
             try:
-                out[key] = _fernet(secret_key).decrypt(value[len(ENCRYPTED_PREFIX):].encode()).decode()
+                out[key] = _fernet(secret_key).decrypt(value[len(ENCRYPTED_PREFIX) :].encode()).decode()
             except InvalidToken as exc:
                 raise SecretError(f"setting {key!r} cannot be decrypted with this OPENMART_SECRET_KEY") from exc
     return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from openmart.cli import bind, db, records, subscribe
+from openmart.cli import bind, db, records, scoring, subscribe
 from openmart.cli.common import CliContext, OpenmartGroup
 
 app = typer.Typer(
@@ -20,10 +20,16 @@ app = typer.Typer(
 @app.callback()
 def _root(
     ctx: typer.Context,
-    database_url: str | None = typer.Option(None, "--database-url", envvar="OPENMART_DATABASE_URL",
-                                            help="PostgreSQL URL; unset: the embedded mart.", show_envvar=True),
-    schema: str = typer.Option("openmart", "--schema", envvar="OPENMART_SCHEMA",
-                               help="PostgreSQL schema holding the mart.", show_envvar=True),
+    database_url: str | None = typer.Option(
+        None,
+        "--database-url",
+        envvar="OPENMART_DATABASE_URL",
+        help="PostgreSQL URL; unset: the embedded mart.",
+        show_envvar=True,
+    ),
+    schema: str = typer.Option(
+        "openmart", "--schema", envvar="OPENMART_SCHEMA", help="PostgreSQL schema holding the mart.", show_envvar=True
+    ),
 ) -> None:
     ctx.obj = CliContext(database_url=database_url, schema=schema)
     ctx.call_on_close(ctx.obj.close)
@@ -36,6 +42,9 @@ app.add_typer(records.payload_app, name="payload")
 app.add_typer(records.feedback_app, name="feedback")
 app.add_typer(records.reference_app, name="reference")
 app.command("records")(records.records)
+app.command("deployments")(scoring.deployments)
+app.command("score")(scoring.score)
+app.command("proxy")(scoring.proxy)
 
 
 def main() -> None:

@@ -6,7 +6,10 @@ import typer
 
 from openmart.cli.common import OpenmartGroup, emit_json, emit_table, out, parse_settings, state
 
-app = typer.Typer(cls=OpenmartGroup, no_args_is_help=True, help="""Bindings: connections to serving platforms.
+app = typer.Typer(
+    cls=OpenmartGroup,
+    no_args_is_help=True,
+    help="""Bindings: connections to serving platforms.
 
 Examples:
 
@@ -16,7 +19,8 @@ Examples:
   openmart bind add host --provider algorithmia --set base_url=http://127.0.0.1:9000 --set key_env=ALGO_KEY
 
   openmart bind add aws --provider sagemaker --set region=us-east-1
-""")
+""",
+)
 
 
 @app.command("add")
@@ -24,8 +28,9 @@ def add(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="A name for the binding."),
     provider: str = typer.Option(..., "--provider", "-p", help="Provider kind: custom, algorithmia, sagemaker."),
-    settings: list[str] = typer.Option([], "--set", help="A setting as key=value (repeat). Secrets only "
-                                       "as references, e.g. token_env=VAR."),
+    settings: list[str] = typer.Option(
+        [], "--set", help="A setting as key=value (repeat). Secrets only as references, e.g. token_env=VAR."
+    ),
     json_: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Add a binding."""
@@ -47,8 +52,9 @@ def list_(ctx: typer.Context, json_: bool = typer.Option(False, "--json", help="
 
 
 @app.command()
-def show(ctx: typer.Context, name: str, json_: bool = typer.Option(False, "--json", help="Machine-readable output.")
-         ) -> None:
+def show(
+    ctx: typer.Context, name: str, json_: bool = typer.Option(False, "--json", help="Machine-readable output.")
+) -> None:
     """Show one binding (secrets are never printed)."""
     data = state(ctx).mart.bindings.get(name).to_dict()
     if json_:

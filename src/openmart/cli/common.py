@@ -120,8 +120,13 @@ def iter_file(path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame
     kind = _format(path)
     if kind == "csv":
         # only empty cells are missing: text such as "n/a" in a numeric column must be reported, not guessed
-        yield from pd.read_csv(path, chunksize=chunk_rows, sep="\t" if path.suffix == ".tsv" else ",",
-                               keep_default_na=False, na_values=[""])
+        yield from pd.read_csv(
+            path,
+            chunksize=chunk_rows,
+            sep="\t" if path.suffix == ".tsv" else ",",
+            keep_default_na=False,
+            na_values=[""],
+        )
     elif kind == "parquet":
         import pyarrow.parquet as pq
 
@@ -147,5 +152,12 @@ def count_rows(path: Path) -> int | None:
 
 def progress_bar(description: str, total: int | None) -> Progress:
     """A progress bar on stderr (hidden when stderr is not a terminal)."""
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=err, transient=False, disable=not err.is_terminal)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+        disable=not err.is_terminal,
+    )

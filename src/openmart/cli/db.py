@@ -6,8 +6,9 @@ import typer
 
 from openmart.cli.common import OpenmartGroup, emit_json, out, state
 
-app = typer.Typer(cls=OpenmartGroup, help="The data mart: migrations, status, the embedded server.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    cls=OpenmartGroup, help="The data mart: migrations, status, the embedded server.", no_args_is_help=True
+)
 
 
 @app.command()

@@ -32,8 +32,12 @@ def _group(kind: RecordKind, verb: str, help_text: str) -> typer.Typer:
     group = typer.Typer(cls=OpenmartGroup, no_args_is_help=True, help=help_text)
 
     @group.command(verb)
-    def log(ctx: typer.Context, subscription: str, file: Path = typer.Argument(..., help="CSV, Parquet or JSONL."),
-            json_: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    def log(
+        ctx: typer.Context,
+        subscription: str,
+        file: Path = typer.Argument(..., help="CSV, Parquet or JSONL."),
+        json_: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    ) -> None:
         """Store the file's records, all or none (a bad record is named and nothing is written)."""
         sub = state(ctx).mart.subscriptions.get(subscription)
         store = getattr(sub, str(kind))
@@ -51,12 +55,21 @@ def _group(kind: RecordKind, verb: str, help_text: str) -> typer.Typer:
     return group
 
 
-payload_app = _group(RecordKind.PAYLOAD, "log", "Payload records: what the model saw and said.\n\n"
-                     "Example: openmart payload log churn scored.csv")
-feedback_app = _group(RecordKind.FEEDBACK, "log", "Feedback records: ground truth labels.\n\n"
-                      "Example: openmart feedback log churn labelled.csv")
-reference_app = _group(RecordKind.REFERENCE, "load", "Reference data: the baseline monitors compare against.\n\n"
-                       "Example: openmart reference load churn train.csv")
+payload_app = _group(
+    RecordKind.PAYLOAD,
+    "log",
+    "Payload records: what the model saw and said.\n\nExample: openmart payload log churn scored.csv",
+)
+feedback_app = _group(
+    RecordKind.FEEDBACK,
+    "log",
+    "Feedback records: ground truth labels.\n\nExample: openmart feedback log churn labelled.csv",
+)
+reference_app = _group(
+    RecordKind.REFERENCE,
+    "load",
+    "Reference data: the baseline monitors compare against.\n\nExample: openmart reference load churn train.csv",
+)
 
 
 def records(

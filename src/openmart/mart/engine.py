@@ -27,8 +27,11 @@ class Location:
     embedded_pgdata: Path | None  # set when the mart is the embedded default
 
     def describe(self) -> str:
-        where = f"embedded PostgreSQL in {self.embedded_pgdata}" if self.embedded_pgdata else (
-            make_url(self.url).render_as_string(hide_password=True))
+        where = (
+            f"embedded PostgreSQL in {self.embedded_pgdata}"
+            if self.embedded_pgdata
+            else (make_url(self.url).render_as_string(hide_password=True))
+        )
         return f"{where} (schema {self.schema})"
 
 
@@ -37,7 +40,7 @@ def resolve(url: str | None, settings: Settings, schema: str = DEFAULT_SCHEMA) -
     url = url or settings.database_url
     if url:
         if url.startswith("postgres://"):
-            url = "postgresql://" + url[len("postgres://"):]
+            url = "postgresql://" + url[len("postgres://") :]
         try:
             parsed = make_url(url)
         except sa.exc.ArgumentError as exc:

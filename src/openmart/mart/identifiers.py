@@ -20,8 +20,7 @@ def validate_name(name: str, what: str) -> str:
     """A binding or subscription name: letters, digits, ``_ . -``; up to 63 characters."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise IdentifierError(
-            f"invalid {what} name {name!r}: use 1-63 letters, digits, '_', '.' or '-', "
-            "starting with a letter or digit",
+            f"invalid {what} name {name!r}: use 1-63 letters, digits, '_', '.' or '-', starting with a letter or digit",
             value=name,
         )
     return name
@@ -36,14 +35,13 @@ def validate_schema(name: str) -> str:
 def validate_column(name: object, what: str = "column") -> str:
     """A column name from user data: any text PostgreSQL can hold as a quoted identifier."""
     if not isinstance(name, str) or not name:
-        raise IdentifierError(f"invalid {what} name {name!r}: must be non-empty text", column=str(name),
-                              value=name)
+        raise IdentifierError(f"invalid {what} name {name!r}: must be non-empty text", column=str(name), value=name)
     if "\x00" in name:
-        raise IdentifierError(f"invalid {what} name {name!r}: NUL characters are not allowed", column=name,
-                              value=name)
+        raise IdentifierError(f"invalid {what} name {name!r}: NUL characters are not allowed", column=name, value=name)
     if len(name.encode()) > _PG_MAX_IDENT_BYTES:
         raise IdentifierError(
-            f"{what} name {name!r} is longer than PostgreSQL's 63-byte identifier limit", column=name,
+            f"{what} name {name!r} is longer than PostgreSQL's 63-byte identifier limit",
+            column=name,
             value=name,
         )
     return name

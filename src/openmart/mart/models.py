@@ -137,9 +137,7 @@ class Alert(Base):
         ForeignKey("subscriptions.id", ondelete="CASCADE"), nullable=False, index=True
     )
     evaluation_id: Mapped[int] = mapped_column(ForeignKey("evaluations.id", ondelete="CASCADE"), nullable=False)
-    measurement_id: Mapped[int] = mapped_column(
-        ForeignKey("measurements.id", ondelete="CASCADE"), nullable=False
-    )
+    measurement_id: Mapped[int] = mapped_column(ForeignKey("measurements.id", ondelete="CASCADE"), nullable=False)
     monitor: Mapped[str] = mapped_column(String(32), nullable=False)
     metric: Mapped[str] = mapped_column(String(64), nullable=False)
     message: Mapped[str] = mapped_column(Text, nullable=False)

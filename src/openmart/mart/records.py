@@ -44,6 +44,7 @@ def table_name(kind: RecordKind, subscription_id: int) -> str:
 
 # -- DDL ------------------------------------------------------------------------------------------
 
+
 def create_table_sql(kind: RecordKind, table: str, schema: SubscriptionSchema) -> list[str]:
     q = quote
     inputs = [f"{q(c.name)} {c.sql_type}" for c in schema.input_columns]
@@ -53,14 +54,24 @@ def create_table_sql(kind: RecordKind, table: str, schema: SubscriptionSchema) -
         outputs.append(f"{q(schema.probability)} {schema.probability_sql_type}")
     label = [f"{q(schema.label)} {out_type}"]
     if kind is RecordKind.PAYLOAD:
-        cols = ["scoring_id text PRIMARY KEY",
-                "scoring_timestamp timestamptz NOT NULL DEFAULT now()",
-                "asset_revision text",
-                "response_time double precision", *inputs, *outputs]
+        cols = [
+            "scoring_id text PRIMARY KEY",
+            "scoring_timestamp timestamptz NOT NULL DEFAULT now()",
+            "asset_revision text",
+            "response_time double precision",
+            *inputs,
+            *outputs,
+        ]
         index = f"CREATE INDEX {q(table + '_ts')} ON {q(table)} (scoring_timestamp)"
     elif kind is RecordKind.FEEDBACK:
-        cols = ["record_id bigserial PRIMARY KEY", "scoring_id text",
-                "recorded_at timestamptz NOT NULL DEFAULT now()", *inputs, *label, *outputs]
+        cols = [
+            "record_id bigserial PRIMARY KEY",
+            "scoring_id text",
+            "recorded_at timestamptz NOT NULL DEFAULT now()",
+            *inputs,
+            *label,
+            *outputs,
+        ]
         index = f"CREATE INDEX {q(table + '_sid')} ON {q(table)} (scoring_id)"
     else:
         cols = ["record_id bigserial PRIMARY KEY", *inputs, *label, *outputs]
@@ -71,11 +82,11 @@ def create_table_sql(kind: RecordKind, table: str, schema: SubscriptionSchema) -
 
 # -- input normalisation --------------------------------------------------------------------------
 
+
 def _openscale_frame(fields: Sequence[str], values: Sequence[Sequence[Any]], where: str) -> pd.DataFrame:
     for i, row in enumerate(values):
         if len(row) != len(fields):
-            raise ValidationError(f"{where}: record {i} has {len(row)} values for {len(fields)} fields",
-                                  row=i)
+            raise ValidationError(f"{where}: record {i} has {len(row)} values for {len(fields)} fields", row=i)
     return pd.DataFrame(list(values), columns=list(fields))
 
 
@@ -96,8 +107,10 @@ def to_frame(data: Any, schema: SubscriptionSchema) -> pd.DataFrame:
             bad = next(i for i, r in enumerate(data) if not isinstance(r, Mapping))
             raise ValidationError(f"record {bad} is not an object of field values", row=bad)
         return pd.DataFrame.from_records(list(data))
-    raise ValidationError(f"cannot read records from a {type(data).__name__}: give a DataFrame, a list of "
-                          "records, or OpenScale's {'request': ..., 'response': ...}")
+    raise ValidationError(
+        f"cannot read records from a {type(data).__name__}: give a DataFrame, a list of "
+        "records, or OpenScale's {'request': ..., 'response': ...}"
+    )
 
 
 def _openscale_record(record: Mapping[str, Any], i: int) -> pd.DataFrame:
@@ -112,8 +125,7 @@ def _openscale_record(record: Mapping[str, Any], i: int) -> pd.DataFrame:
     if response:
         out = _openscale_frame(response["fields"], response["values"], f"payload {i} response")
         if len(out) != len(frame):
-            raise ValidationError(f"payload {i}: response has {len(out)} rows for {len(frame)} request rows",
-                                  row=i)
+            raise ValidationError(f"payload {i}: response has {len(out)} rows for {len(frame)} request rows", row=i)
         out = out.drop(columns=[c for c in out.columns if c in frame.columns])
         frame = pd.concat([frame, out.set_axis(frame.index)], axis=1)
     sid = record.get("scoring_id")
@@ -129,6 +141,7 @@ def _openscale_record(record: Mapping[str, Any], i: int) -> pd.DataFrame:
 
 # -- validation into Arrow columns ---------------------------------------------------------------
 
+
 def _where(kind: RecordKind, frame: pd.DataFrame, pos: int) -> str:
     label = frame.index[pos]
     extra = "" if isinstance(frame.index, pd.RangeIndex) and label == pos else f" (index {label!r})"
@@ -136,8 +149,9 @@ def _where(kind: RecordKind, frame: pd.DataFrame, pos: int) -> str:
 
 
 def _fail(kind: RecordKind, frame: pd.DataFrame, pos: int, column: str, value: Any, why: str) -> ValidationError:
-    return ValidationError(f"{_where(kind, frame, pos)}, column {column!r}: {why} (value {value!r})",
-                           row=pos, column=column, value=value)
+    return ValidationError(
+        f"{_where(kind, frame, pos)}, column {column!r}: {why} (value {value!r})", row=pos, column=column, value=value
+    )
 
 
 def _numeric(kind: RecordKind, frame: pd.DataFrame, name: str) -> pa.Array:
@@ -159,24 +173,29 @@ def _text(series: pd.Series) -> pa.Array:
         return pa.array(series, type=pa.string(), from_pandas=True)
     obj = series.astype(object)
     mask = obj.isna().to_numpy()
-    strings = [None if m else (str(v) if not isinstance(v, float) or not v.is_integer() else str(v))
-               for v, m in zip(obj.tolist(), mask, strict=True)]
+    strings = [
+        None if m else (str(v) if not isinstance(v, float) or not v.is_integer() else str(v))
+        for v, m in zip(obj.tolist(), mask, strict=True)
+    ]
     return pa.array(strings, type=pa.string())
 
 
 def _outputs(kind: RecordKind, frame: pd.DataFrame, name: str, schema: SubscriptionSchema) -> pa.Array:
-    if schema.outputs_numeric:
-        arr = _numeric(kind, frame, name)
-    else:
-        arr = _text(frame[name])
+    arr = _numeric(kind, frame, name) if schema.outputs_numeric else _text(frame[name])
     if schema.class_labels is not None:
         allowed = pa.array(list(schema.class_labels), type=arr.type)
         ok = pa.compute.is_in(arr, value_set=allowed).to_numpy(zero_copy_only=False)
         bad = ~ok & frame[name].notna().to_numpy()
         if bad.any():
             pos = int(np.argmax(bad))
-            raise _fail(kind, frame, pos, name, frame[name].iloc[pos],
-                        f"not one of the subscription's class labels {list(schema.class_labels)}")
+            raise _fail(
+                kind,
+                frame,
+                pos,
+                name,
+                frame[name].iloc[pos],
+                f"not one of the subscription's class labels {list(schema.class_labels)}",
+            )
     return arr
 
 
@@ -197,8 +216,11 @@ def _probability(kind: RecordKind, frame: pd.DataFrame, name: str, schema: Subsc
                 raise _fail(kind, frame, pos, name, v, f"has {len(probs)} probabilities for {n_classes} classes")
             literals.append("{" + ",".join(repr(p) for p in probs) + "}")
         return pa.array(literals, type=pa.string())
-    if series.dtype == object and len(series) and isinstance(series.dropna().iloc[0] if series.notna().any()
-                                                             else None, list | tuple | np.ndarray):
+    if (
+        series.dtype == object
+        and len(series)
+        and isinstance(series.dropna().iloc[0] if series.notna().any() else None, list | tuple | np.ndarray)
+    ):
         # OpenScale logs both class probabilities for binary: keep the positive class's
         series = series.map(lambda v: v[-1] if isinstance(v, list | tuple | np.ndarray) else v)
         frame = frame.assign(**{name: series})
@@ -222,8 +244,13 @@ def new_scoring_ids(n: int) -> pa.Array:
     nibbles[:, 0::2] = hexdigits[raw >> 4]
     nibbles[:, 1::2] = hexdigits[raw & 0x0F]
     out = np.full((n, 36), ord("-"), dtype=np.uint8)
-    for dst, src in ((slice(0, 8), slice(0, 8)), (slice(9, 13), slice(8, 12)), (slice(14, 18), slice(12, 16)),
-                     (slice(19, 23), slice(16, 20)), (slice(24, 36), slice(20, 32))):
+    for dst, src in (
+        (slice(0, 8), slice(0, 8)),
+        (slice(9, 13), slice(8, 12)),
+        (slice(14, 18), slice(12, 16)),
+        (slice(19, 23), slice(16, 20)),
+        (slice(24, 36), slice(20, 32)),
+    ):
         out[:, dst] = nibbles[:, src]
     offsets = np.arange(0, 36 * (n + 1), 36, dtype=np.int32)
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(out.tobytes()))
@@ -251,8 +278,11 @@ def _timestamps(kind: RecordKind, frame: pd.DataFrame, column: str) -> pa.Array 
     if column not in frame.columns:
         return None
     series = frame[column]
-    parsed = pd.to_datetime(series, utc=True, errors="coerce", format="mixed") if not \
-        pd.api.types.is_datetime64_any_dtype(series.dtype) else series
+    parsed = (
+        pd.to_datetime(series, utc=True, errors="coerce", format="mixed")
+        if not pd.api.types.is_datetime64_any_dtype(series.dtype)
+        else series
+    )
     bad = parsed.isna().to_numpy() & series.notna().to_numpy()
     if bad.any():
         pos = int(np.argmax(bad))
@@ -279,7 +309,10 @@ def prepare(kind: RecordKind, data: Any, schema: SubscriptionSchema) -> tuple[pa
     if missing:
         raise ValidationError(
             f"{kind} batch (all {len(frame)} records): column {missing[0]!r} is missing"
-            + (f" (also {missing[1:]})" if len(missing) > 1 else ""), row=0, column=missing[0])
+            + (f" (also {missing[1:]})" if len(missing) > 1 else ""),
+            row=0,
+            column=missing[0],
+        )
 
     columns: dict[str, pa.Array] = {}
     ids = _scoring_ids(kind, frame, required=kind is RecordKind.PAYLOAD)
@@ -323,6 +356,7 @@ def _column(kind: RecordKind, frame: pd.DataFrame, col: Column) -> pa.Array:
 
 
 # -- COPY ----------------------------------------------------------------------------------------
+
 
 def _csv_chunks(table: pa.Table) -> Iterator[bytes]:
     options = pacsv.WriteOptions(include_header=False)
@@ -376,15 +410,25 @@ def copy_into(connection: Any, table: str, arrow: pa.Table, kind: RecordKind) ->
                 pos = int(hits[0]) if len(hits) else None
             where = f"{kind} record {pos}" if pos is not None else f"{kind} batch"
             raise ValidationError(
-                f"{where}, column 'scoring_id': a record with this scoring_id is already stored "
-                f"(value {value!r})", row=pos, column="scoring_id", value=value) from exc
+                f"{where}, column 'scoring_id': a record with this scoring_id is already stored (value {value!r})",
+                row=pos,
+                column="scoring_id",
+                value=value,
+            ) from exc
         except psycopg2.DataError as exc:
             raise ValidationError(f"{kind} batch refused by PostgreSQL: {exc.pgerror or exc}") from exc
 
 
-def select_sql(table: str, *, time_column: str | None, since: datetime | None, until: datetime | None,
-               limit: int | None, columns: Sequence[str] | None = None, newest_first: bool = False
-               ) -> tuple[str, dict[str, Any]]:
+def select_sql(
+    table: str,
+    *,
+    time_column: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int | None,
+    columns: Sequence[str] | None = None,
+    newest_first: bool = False,
+) -> tuple[str, dict[str, Any]]:
     cols = "*" if columns is None else ", ".join(quote(c) for c in columns)
     sql = f"SELECT {cols} FROM {quote(table)}"
     where, params = [], {}

@@ -77,6 +77,5 @@ def records_to_rows(records: pd.DataFrame, features: Sequence[str] | None = None
     frame = records if features is None else records.loc[:, list(features)]
     frame = frame.astype(object).where(frame.notna(), None)
     return [
-        {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
-        for row in frame.to_dict(orient="records")
+        {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for row in frame.to_dict(orient="records")
     ]

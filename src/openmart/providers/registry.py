@@ -36,9 +36,7 @@ def factory_for(kind: str) -> ProviderFactory:
     kinds = available()
     if kind not in kinds:
         listed = ", ".join(sorted(kinds)) or "none"
-        raise ProviderNotInstalled(
-            f"no provider of kind {kind!r} is installed (installed kinds: {listed})"
-        )
+        raise ProviderNotInstalled(f"no provider of kind {kind!r} is installed (installed kinds: {listed})")
     return kinds[kind]
 
 

@@ -96,9 +96,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_explanations")),
     )
-    op.create_index(
-        op.f("ix_explanations_subscription_id"), "explanations", ["subscription_id"], unique=False
-    )
+    op.create_index(op.f("ix_explanations_subscription_id"), "explanations", ["subscription_id"], unique=False)
     op.create_table(
         "monitors",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -150,9 +148,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_measurements")),
     )
     op.create_index(op.f("ix_measurements_evaluation_id"), "measurements", ["evaluation_id"], unique=False)
-    op.create_index(
-        op.f("ix_measurements_subscription_id"), "measurements", ["subscription_id"], unique=False
-    )
+    op.create_index(op.f("ix_measurements_subscription_id"), "measurements", ["subscription_id"], unique=False)
     op.create_table(
         "alerts",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -186,6 +182,7 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_alerts_subscription_id"), "alerts", ["subscription_id"], unique=False)
 
+
 def downgrade() -> None:
     op.drop_index(op.f("ix_alerts_subscription_id"), table_name="alerts")
     op.drop_table("alerts")
@@ -200,4 +197,3 @@ def downgrade() -> None:
     op.drop_table("evaluations")
     op.drop_table("subscriptions")
     op.drop_table("bindings")
-

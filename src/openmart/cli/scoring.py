@@ -1,0 +1,86 @@
+"""`openmart deployments`, `openmart score`, `openmart proxy`: scoring through bindings."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from openmart.cli.common import emit_json, emit_table, err, out, read_file, state
+
+
+def deployments(
+    ctx: typer.Context,
+    binding: str = typer.Argument(..., help="The binding to ask."),
+    json_: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """List the deployments a binding reaches, and whether each is subscribed.
+
+    Example: openmart deployments aws --json
+    """
+    mart = state(ctx).mart
+    provider = mart.bindings.get(binding).connect()
+    try:
+        found = provider.list_deployments()
+    finally:
+        provider.close()
+    subscribed = {s.deployment_id: s.name for s in mart.subscriptions.list() if s.binding == binding}
+    rows = [
+        {"id": d.id, "name": d.name, "kind": d.kind, "subscription": subscribed.get(d.id), "details": dict(d.details)}
+        for d in found
+    ]
+    if json_:
+        emit_json(rows)
+    else:
+        emit_table(rows, ["id", "name", "kind", "subscription"])
+
+
+def score(
+    ctx: typer.Context,
+    subscription: str,
+    file: Path = typer.Argument(..., help="CSV, Parquet or JSONL."),
+    json_: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Score a file's records through the subscription's binding and log them.
+
+    Prints each record's scoring_id, prediction and probability.
+
+    Example: openmart score credit new_applicants.csv --json
+    """
+    sub = state(ctx).mart.subscriptions.get(subscription)
+    scored = sub.score(read_file(file), wait=True)
+    cols = ["scoring_id", sub.schema.prediction] + (
+        [sub.schema.probability] if sub.schema.probability and sub.schema.probability in scored.columns else []
+    )
+    view = scored.loc[:, cols]
+    if json_:
+        sys.stdout.write(json.dumps(json.loads(view.to_json(orient="records")), indent=2) + "\n")
+    else:
+        out.print(view.to_string(index=False))
+    err.print(f"{len(scored)} records scored and logged for {subscription!r}")
+
+
+def proxy(
+    ctx: typer.Context,
+    subscription: str,
+    port: int = typer.Option(8080, "--port", "-p", help="Port to listen on."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+) -> None:
+    """Run a capture proxy in front of the subscription's deployment.
+
+    Clients send their usual requests to the proxy; answers come back unchanged with an
+    X-Openmart-Scoring-Id header, and the payload is logged in the background (spooled to disk
+    while the mart is unreachable).
+
+    Example: openmart proxy credit --port 8080
+    """
+    import uvicorn
+
+    from openmart.scoring.proxy import build_app
+
+    sub = state(ctx).mart.subscriptions.get(subscription)
+    app = build_app(sub)
+    err.print(f"capture proxy for {subscription!r} on http://{host}:{port} -> {sub.deployment_id}")
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

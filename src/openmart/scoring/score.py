@@ -1,0 +1,57 @@
+"""Score records through a subscription's binding and capture the traffic."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from openmart.errors import ValidationError
+from openmart.mart.records import new_scoring_ids
+
+if TYPE_CHECKING:
+    from openmart.api import Subscription
+    from openmart.providers.base import Provider
+
+
+def score_frame(sub: Subscription, records: pd.DataFrame, *, provider: Provider | None = None) -> pd.DataFrame:
+    """Score ``records`` through the deployment; returns them with scoring_id, prediction and
+    probability (and response_time in ms). A failed scoring raises and nothing is logged."""
+    schema = sub.schema
+    missing = [c for c in schema.feature_names if c not in records.columns]
+    if missing:
+        raise ValidationError(f"records to score: column {missing[0]!r} is missing", row=0, column=missing[0])
+    if not sub.deployment_id:
+        raise ValidationError(f"subscription {sub.name!r} names no deployment to score")
+    own = provider is None
+    provider = provider or sub.provider()
+    try:
+        t0 = time.perf_counter()
+        result = provider.score(sub.deployment_id, records.loc[:, schema.feature_names])
+        elapsed_ms = (time.perf_counter() - t0) * 1000
+    finally:
+        if own:
+            provider.close()
+    if len(result.predictions) != len(records):
+        raise ValidationError(
+            f"the deployment answered {len(result.predictions)} predictions for {len(records)} records"
+        )
+    keep = [
+        c
+        for c in records.columns
+        if c
+        in set(schema.feature_names)
+        | {c.name for c in schema.meta}
+        | {"scoring_id", "scoring_timestamp", "asset_revision"}
+    ]
+    out = records.loc[:, keep].copy()
+    if "scoring_id" not in out.columns:
+        out.insert(0, "scoring_id", new_scoring_ids(len(out)).to_pylist())
+    out[schema.prediction] = list(result.predictions)
+    if schema.probability and result.probabilities is not None:
+        out[schema.probability] = list(result.probabilities)
+    out["response_time"] = elapsed_ms / max(result.requests, 1)
+    if sub.asset_revision and "asset_revision" not in out.columns:
+        out["asset_revision"] = sub.asset_revision
+    return out.reset_index(drop=True)
