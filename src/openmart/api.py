@@ -31,6 +31,7 @@ from openmart.providers import registry
 from openmart.schema import ProblemType, SubscriptionSchema, infer_schema
 
 if TYPE_CHECKING:
+    from openmart.evaluation.results import EvaluationResult
     from openmart.providers.base import Provider
     from openmart.scoring.capture import PayloadCapture
 
@@ -295,6 +296,9 @@ class Subscription:
         self.feedback = FeedbackRecords(self, RecordKind.FEEDBACK, row.feedback_table)
         self.reference = ReferenceRecords(self, RecordKind.REFERENCE, row.reference_table)
         self._capture: PayloadCapture | None = None
+        from openmart.monitors.store import Monitors
+
+        self.monitors = Monitors(self)
 
     @property
     def mart(self) -> Mart:
@@ -342,10 +346,37 @@ class Subscription:
         """Wait for background payload writes to finish."""
         return self._capture.flush(timeout) if self._capture is not None else True
 
+    def evaluate(
+        self,
+        *,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        last: int | None = None,
+        kinds: Iterable[str] | None = None,
+    ) -> EvaluationResult:
+        """Run the enabled monitors over the window; stores and returns the measurements."""
+        from openmart.evaluation.runner import evaluate
+
+        return evaluate(self, since=_when(since), until=_when(until), last=last, kinds=kinds)
+
+    def measurements(self, *, metric: str | None = None, monitor: str | None = None) -> pd.DataFrame:
+        """The history of measurements, oldest first."""
+        q = sa.select(models.Measurement).where(models.Measurement.subscription_id == self.id)
+        if metric:
+            q = q.where(models.Measurement.metric == metric)
+        if monitor:
+            q = q.where(models.Measurement.monitor == monitor)
+        with self._mart.engine.connect() as conn:
+            return pd.read_sql_query(q.order_by(models.Measurement.id), conn)
+
     def provider(self) -> Provider:
         if not self.binding:
             raise ValidationError(f"subscription {self.name!r} has no binding to score through")
         return self._mart.bindings.get(self.binding).connect()
+
+
+def _when(value: datetime | str | None) -> datetime | None:
+    return pd.Timestamp(value).to_pydatetime() if isinstance(value, str) else value
 
 
 class RecordStore:
@@ -409,8 +440,7 @@ class RecordStore:
         columns: Sequence[str] | None = None,
         newest_first: bool = False,
     ) -> pd.DataFrame:
-        since = pd.Timestamp(since).to_pydatetime() if isinstance(since, str) else since
-        until = pd.Timestamp(until).to_pydatetime() if isinstance(until, str) else until
+        since, until = _when(since), _when(until)
         sql, params = select_sql(
             self.table,
             time_column=self.time_column,

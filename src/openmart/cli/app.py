@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from openmart.cli import bind, db, records, scoring, subscribe
+from openmart.cli import bind, db, monitor, records, scoring, subscribe
 from openmart.cli.common import CliContext, OpenmartGroup
 
 app = typer.Typer(
@@ -45,6 +45,10 @@ app.command("records")(records.records)
 app.command("deployments")(scoring.deployments)
 app.command("score")(scoring.score)
 app.command("proxy")(scoring.proxy)
+app.add_typer(monitor.app, name="monitor")
+app.command("evaluate")(monitor.evaluate)
+app.command("measurements")(monitor.measurements)
+app.command("alerts")(monitor.alerts)
 
 
 def main() -> None:

@@ -1,0 +1,123 @@
+"""Monitor configuration as stored in the ``monitors`` table: kind, parameters, thresholds and
+``min_records``. Parsing of the CLI's compact forms (``roc_auc=0.8``, ``age`` ranges ``18-25``)
+lives here too, so the CLI and the Python API agree."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from openmart.errors import MonitorError
+
+
+class MonitorKind(StrEnum):
+    QUALITY = "quality"
+    FAIRNESS = "fairness"
+    DRIFT = "drift"
+    EXPLAINABILITY = "explainability"
+
+
+class ThresholdType(StrEnum):
+    LOWER_LIMIT = "lower_limit"  # breached when the value falls below
+    UPPER_LIMIT = "upper_limit"  # breached when the value rises above
+
+
+@dataclass(frozen=True)
+class Threshold:
+    metric: str
+    type: ThresholdType
+    value: float
+    feature: str | None = None
+
+    def breached(self, value: float | None) -> bool:
+        if value is None:
+            return False
+        return value < self.value if self.type is ThresholdType.LOWER_LIMIT else value > self.value
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"metric": self.metric, "type": str(self.type), "value": self.value}
+        if self.feature:
+            out["feature"] = self.feature
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Threshold:
+        return cls(d["metric"], ThresholdType(d["type"]), float(d["value"]), d.get("feature"))
+
+
+_THRESHOLD = re.compile(r"^(?P<metric>[A-Za-z_][A-Za-z0-9_]*)(?::(?P<type>lower|upper))?\s*=\s*(?P<value>\S+)$")
+
+
+def parse_threshold(text: str, default_type: dict[str, ThresholdType]) -> Threshold:
+    """``metric=value`` (the metric's natural direction) or ``metric:lower=value``/``:upper``."""
+    m = _THRESHOLD.match(text.strip())
+    if not m:
+        raise MonitorError(f"threshold {text!r}: expected metric=value, e.g. roc_auc=0.8")
+    metric = m["metric"]
+    try:
+        value = float(m["value"])
+    except ValueError:
+        raise MonitorError(f"threshold {text!r}: {m['value']!r} is not a number") from None
+    if m["type"]:
+        kind = ThresholdType.LOWER_LIMIT if m["type"] == "lower" else ThresholdType.UPPER_LIMIT
+    elif metric in default_type:
+        kind = default_type[metric]
+    else:
+        raise MonitorError(f"threshold {text!r}: unknown metric {metric!r} (known: {sorted(default_type)})")
+    return Threshold(metric, kind, value)
+
+
+def parse_group(text: str) -> list[Any]:
+    """A fairness group: comma-separated categories (``female,other``) or numeric ranges
+    (``18-25``, ``60-120``); ranges become ``[lo, hi]`` with inclusive bounds."""
+    values: list[Any] = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        m = re.match(r"^(-?\d+(?:\.\d+)?)\s*-\s*(-?\d+(?:\.\d+)?)$", part)
+        if m:
+            lo, hi = float(m[1]), float(m[2])
+            if lo > hi:
+                raise MonitorError(f"group range {part!r}: the lower bound is above the upper one")
+            values.append([lo, hi])
+        else:
+            values.append(_number_or_text(part))
+    if not values:
+        raise MonitorError(f"group {text!r} is empty")
+    return values
+
+
+def _number_or_text(value: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
+@dataclass
+class MonitorConfig:
+    kind: MonitorKind
+    parameters: dict[str, Any] = field(default_factory=dict)
+    thresholds: list[Threshold] = field(default_factory=list)
+    min_records: int = 100
+    enabled: bool = True
+
+    def threshold(self, metric: str, feature: str | None = None) -> Threshold | None:
+        for t in self.thresholds:
+            if t.metric == metric and t.feature == feature:
+                return t
+        for t in self.thresholds:
+            if t.metric == metric and t.feature is None:
+                return t
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": str(self.kind),
+            "parameters": self.parameters,
+            "enabled": self.enabled,
+            "thresholds": [t.to_dict() for t in self.thresholds],
+            "min_records": self.min_records,
+        }
