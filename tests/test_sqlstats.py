@@ -25,14 +25,18 @@ def test_histograms_value_counts_and_moments_match_numpy(mart: openmart.Mart) ->
     sub = mart.subscriptions.add("h", reference=frame, label="label", problem_type="binary")
     sub.payload.log(frame.drop(columns="label").assign(prediction=frame["label"]))
     sql, params = Window().payload_sql(sub.payload.table)
-    edges = {"a": np.quantile(frame["a"].dropna(), np.linspace(0.1, 0.9, 9)), "b b": np.array([0.5, 1.0, 2.0])}
+    edges = {
+        "a": ("a", np.quantile(frame["a"].dropna(), np.linspace(0.1, 0.9, 9))),
+        "b b": ("b b", np.array([0.5, 1.0, 2.0])),
+        "b2": ("b b", np.array([1.5])),
+    }
     raw = mart.engine.raw_connection()
     try:
         hist = sqlstats.histograms(raw, sql, params, edges)
-        for col, e in edges.items():
+        for key, (col, e) in edges.items():
             values = frame[col].dropna().to_numpy()
             expected = np.bincount(np.searchsorted(e, values, side="right"), minlength=len(e) + 1)
-            assert hist[col].tolist() == expected.tolist()
+            assert hist[key].tolist() == expected.tolist()
         counts = sqlstats.value_counts(raw, sql, params, ["c"])
         assert counts["c"] == frame["c"].value_counts().to_dict()
         mom = sqlstats.moments(raw, sql, params, ["a"])["a"]

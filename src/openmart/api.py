@@ -484,8 +484,35 @@ class FeedbackRecords(RecordStore):
 
 class ReferenceRecords(RecordStore):
     def load(self, data: Any, *, replace: bool = True) -> int:
-        """Store the reference (training/baseline) data, replacing what was there."""
+        """Store the reference (training/baseline) data, replacing what was there, and compute
+        its statistics once (kept in ``subscriptions.reference_profile`` for drift)."""
+        from openmart.mart.records import to_frame
+        from openmart.monitors.profile import profile_frame
+
+        frame = to_frame(data, self._sub.schema)
         if replace:
             with self._sub.mart.engine.begin() as conn:
                 conn.exec_driver_sql(f"TRUNCATE {quote(self.table)}")
-        return self._log(data)[1]
+        rows = self._log(frame)[1]
+        s = self._sub.schema
+        kinds = {c.name: str(c.kind) for c in s.input_columns}
+        outputs = frame.copy()
+        # output drift compares predictions with the reference's predictions, or its labels
+        source = s.prediction if s.prediction in frame.columns else s.label
+        outputs["__output__"] = frame[source]
+        kinds["__output__"] = "numeric" if s.problem_type is ProblemType.REGRESSION else "categorical"
+        profile = profile_frame(outputs, kinds)
+        profile["output_source"] = source
+        with self._sub.mart.engine.begin() as conn:
+            conn.execute(
+                sa.update(models.Subscription)
+                .where(models.Subscription.id == self._sub.id)
+                .values(reference_profile=profile)
+            )
+        return rows
+
+    def profile(self) -> dict[str, Any] | None:
+        with self._sub.mart.engine.connect() as conn:
+            return conn.execute(
+                sa.select(models.Subscription.reference_profile).where(models.Subscription.id == self._sub.id)
+            ).scalar_one()

@@ -168,15 +168,22 @@ def _numeric(kind: RecordKind, frame: pd.DataFrame, name: str) -> pa.Array:
     return pa.array(values, type=pa.float64(), from_pandas=True)  # NaN -> NULL
 
 
+def as_text(value: Any) -> str:
+    """The text a category is stored as: integral floats lose their '.0' (1.0 -> '1'), as
+    PostgreSQL prints a double 1 cast to text, so the same category always has one spelling."""
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, np.generic):
+        value = value.item()
+    return str(value)
+
+
 def _text(series: pd.Series) -> pa.Array:
     if isinstance(series.dtype, pd.StringDtype) or pd.api.types.is_string_dtype(series.dtype):
         return pa.array(series, type=pa.string(), from_pandas=True)
     obj = series.astype(object)
     mask = obj.isna().to_numpy()
-    strings = [
-        None if m else (str(v) if not isinstance(v, float) or not v.is_integer() else str(v))
-        for v, m in zip(obj.tolist(), mask, strict=True)
-    ]
+    strings = [None if m else as_text(v) for v, m in zip(obj.tolist(), mask, strict=True)]
     return pa.array(strings, type=pa.string())
 
 
