@@ -5,7 +5,15 @@ from openmart.errors import OpenmartError
 from openmart.schema import Column, ColumnKind, ProblemType, SubscriptionSchema, infer_schema
 
 __all__ = [
-    "Binding", "Column", "ColumnKind", "Mart", "OpenmartError", "ProblemType", "Subscription",
-    "SubscriptionSchema", "connect", "infer_schema",
+    "Binding",
+    "Column",
+    "ColumnKind",
+    "Mart",
+    "OpenmartError",
+    "ProblemType",
+    "Subscription",
+    "SubscriptionSchema",
+    "connect",
+    "infer_schema",
 ]
 __version__ = "0.1.0"

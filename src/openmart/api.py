@@ -139,8 +139,7 @@ class Bindings:
         factory = registry.factory_for(provider)
         raw = {str(k): str(v) for k, v in (settings or {}).items()}
         stored = secrets.protect(raw, self._mart.settings.secret_key)
-        # the adapter checks its own keys; encrypted secrets are the core's business
-        factory.validate_settings({k: v for k, v in raw.items() if not secrets.is_secret_key(k)})
+        factory.validate_settings(stored)  # the adapter sees secrets only as "enc:..." tokens
         with sa.orm.Session(self._mart.engine) as s:
             if s.scalar(sa.select(models.Binding).where(models.Binding.name == name)):
                 raise AlreadyExists(f"a binding named {name!r} exists already")

@@ -17,9 +17,10 @@ and reports what the outcome rates and accuracy would have been.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -56,6 +57,19 @@ DIRECTIONS = {
     "perturbation_flip_rate": U,
 }
 MONITORED, REFERENCE = 1, 0  # aif360 codes: monitored = "unprivileged", reference = "privileged"
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """aif360 logs a warning for every optional extra it lacks (tensorflow, fairlearn) on import."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(previous)
 
 
 # -- configuration ---------------------------------------------------------------------------------
@@ -163,7 +177,8 @@ def _favourable_sql(expr: str, favourable: Sequence[Any], numeric: bool, args: d
 
 
 def _weighted(data: pd.DataFrame, weights: pd.Series):  # type: ignore[no-untyped-def]
-    from aif360.datasets import BinaryLabelDataset
+    with _quiet():
+        from aif360.datasets import BinaryLabelDataset
 
     ds = BinaryLabelDataset(
         df=data, label_names=["label"], protected_attribute_names=["group"], favorable_label=1.0, unfavorable_label=0.0
@@ -174,8 +189,8 @@ def _weighted(data: pd.DataFrame, weights: pd.Series):  # type: ignore[no-untype
 
 def metrics_from_counts(counts: pd.DataFrame, with_labels: bool) -> dict[str, float | None]:
     """``counts``: columns group (1 monitored, 0 reference), pred (0/1 favourable), [label], n."""
-    from aif360.metrics import BinaryLabelDatasetMetric, ClassificationMetric
-
+    with _quiet():
+        from aif360.metrics import BinaryLabelDatasetMetric, ClassificationMetric
     groups = dict(unprivileged_groups=[{"group": MONITORED}], privileged_groups=[{"group": REFERENCE}])
     predicted = _weighted(pd.DataFrame({"group": counts["group"], "label": counts["pred"]}).astype(float), counts["n"])
     with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
@@ -497,8 +512,9 @@ def _debias(
 ) -> dict[str, Any]:
     """Passive de-biasing: aif360's equalized-odds post-processing fitted on labelled records;
     what the favourable rates, disparate impact and accuracy would have been."""
-    from aif360.algorithms.postprocessing import EqOddsPostprocessing
-    from aif360.metrics import BinaryLabelDatasetMetric
+    with _quiet():
+        from aif360.algorithms.postprocessing import EqOddsPostprocessing
+        from aif360.metrics import BinaryLabelDatasetMetric
 
     a = dict(params)
     feature = attr["feature"]
@@ -521,9 +537,7 @@ def _debias(
     predicted = _weighted(
         pd.DataFrame({"group": frame["grp"], "label": frame["pred"]}).astype(float), pd.Series(np.ones(len(frame)))
     )
-    logging.getLogger("aif360").setLevel(logging.ERROR)
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
+    with _quiet(), np.errstate(all="ignore"):
         post = EqOddsPostprocessing(seed=0, **groups).fit(truth, predicted)
         fixed = post.predict(predicted)
         before = BinaryLabelDatasetMetric(predicted, **groups)

@@ -1,0 +1,181 @@
+"""openmart's ``custom`` provider: any HTTP endpoint that scores records as JSON.
+
+Settings (``openmart bind add NAME --provider custom --set key=value``):
+
+- ``url``: the scoring endpoint (required); the deployment is its path.
+- ``mode``: ``single`` (one record per request, as a FastAPI ``/predict`` or Flask ``/prediction``
+  route takes it; requests sent concurrently), ``records`` (a JSON list of records, wrapped as
+  ``{records_field: [...]}`` when ``records_field`` is set), or ``fields_values`` (OpenScale's
+  ``{"fields": [...], "values": [[...]]}``).
+- ``prediction`` / ``probability``: JSON paths to them in the answer (defaults by mode:
+  ``$.prediction``; ``$.predictions[*]``; the ``prediction`` field of a fields/values answer).
+- ``label_map``: JSON object mapping what the model says to class labels, e.g. ``{"Churn": 1}``.
+- ``auth``: ``none``, ``bearer`` (``token_env``: the variable holding the token) or ``header``
+  (``header``: its name, ``key_env``: the variable holding the key). Never the secret itself.
+- ``timeout`` (s, default 10), ``retries`` (default 3), ``concurrency`` (single mode, default 8).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import httpx
+import pandas as pd
+
+from openmart.errors import NotFound, ValidationError
+from openmart.providers import httpkit
+from openmart.providers.base import Deployment, ScoreResult
+
+DEFAULT_PATHS = {
+    "single": ("$.prediction", "$.probability"),
+    "records": ("$.predictions[*]", "$.probabilities[*]"),
+    "fields_values": ("prediction", "probability"),
+}
+
+
+class CustomProvider:
+    kind: ClassVar[str] = "custom"
+    settings_help: ClassVar[Mapping[str, str]] = {
+        "url": "scoring endpoint URL (required)",
+        "mode": "single | records | fields_values (default single)",
+        "prediction": "JSON path to the prediction in the answer",
+        "probability": "JSON path to the probability (optional)",
+        "label_map": 'JSON object mapping model outputs to class labels, e.g. {"Churn": 1}',
+        "auth": "none | bearer | header",
+        "token_env": "environment variable holding the bearer token",
+        "header": "header name for auth=header (default X-Api-Key)",
+        "key_env": "environment variable holding the API key",
+        "timeout": "seconds (default 10)",
+        "retries": "retries of transient failures (default 3)",
+        "concurrency": "parallel requests in single mode (default 8)",
+        "records_field": "records mode: wrap the list as {field: [...]}",
+        "token": "(only encrypted, with OPENMART_SECRET_KEY) the bearer token",
+        "key": "(only encrypted, with OPENMART_SECRET_KEY) the API key",
+    }
+
+    def __init__(self, settings: Mapping[str, str], transport: httpx.BaseTransport | None = None) -> None:
+        self.settings = dict(settings)
+        self.url = settings["url"]
+        self.mode = settings.get("mode", "single")
+        default_pred, default_prob = DEFAULT_PATHS[self.mode]
+        self.prediction_path = settings.get("prediction", default_pred)
+        # a probability path the user gave must be there; the default one may be absent
+        self.probability_path = settings.get("probability", default_prob)
+        self._probability_required = "probability" in settings
+        self.records_field = settings.get("records_field") or None
+        self.label_map = httpkit.label_map(settings)
+        self.timeout = httpkit.number(settings, "timeout", 10.0)
+        self.retry = httpkit.RetryPolicy(retries=int(httpkit.number(settings, "retries", 3)))
+        self.concurrency = int(httpkit.number(settings, "concurrency", 8))
+        self._client = httpx.Client(
+            timeout=self.timeout, transport=transport, limits=httpx.Limits(max_connections=max(self.concurrency, 4))
+        )
+
+    # -- construction ------------------------------------------------------------------------------
+    @classmethod
+    def validate_settings(cls, settings: Mapping[str, str]) -> dict[str, str]:
+        httpkit.refuse_clear_secrets(settings)
+        unknown = sorted(set(settings) - set(cls.settings_help))
+        if unknown:
+            raise ValidationError(
+                f"custom provider: unknown setting(s) {unknown} (known: {sorted(cls.settings_help)})", column=unknown[0]
+            )
+        url = settings.get("url")
+        if not url or urlsplit(url).scheme not in ("http", "https"):
+            raise ValidationError("custom provider: setting url=http(s)://... is required", column="url")
+        if settings.get("mode", "single") not in DEFAULT_PATHS:
+            raise ValidationError(f"custom provider: mode must be one of {sorted(DEFAULT_PATHS)}", column="mode")
+        for key in ("prediction", "probability"):
+            if settings.get(key, "").startswith("$"):
+                httpkit.parse_path(settings[key])
+        httpkit.label_map(settings)
+        if settings.get("auth", "none") not in ("none", "bearer", "header"):
+            raise ValidationError("custom provider: auth must be none, bearer or header", column="auth")
+        if settings.get("auth") == "bearer" and not (settings.get("token_env") or settings.get("token")):
+            raise ValidationError("custom provider: auth=bearer needs token_env=VARIABLE", column="token_env")
+        if settings.get("auth") == "header" and not (settings.get("key_env") or settings.get("key")):
+            raise ValidationError("custom provider: auth=header needs key_env=VARIABLE", column="key_env")
+        for key in ("timeout", "retries", "concurrency"):
+            httpkit.number(settings, key, 0)
+        return dict(settings)
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, str], transport: httpx.BaseTransport | None = None) -> CustomProvider:
+        if not settings.get("url"):
+            raise ValidationError("custom provider: setting url is required", column="url")
+        return cls(settings, transport)
+
+    # -- the protocol ---------------------------------------------------------------------------
+    @property
+    def path(self) -> str:
+        return urlsplit(self.url).path or "/"
+
+    def list_deployments(self) -> list[Deployment]:
+        return [self.describe(self.path)]
+
+    def describe(self, deployment_id: str) -> Deployment:
+        if deployment_id not in (self.path, self.url, "default"):
+            raise NotFound(f"this custom binding serves {self.path!r} ({self.url}), not {deployment_id!r}")
+        return Deployment(self.path, self.path, "url", {"url": self.url, "mode": self.mode})
+
+    def target_url(self, deployment_id: str) -> str:
+        self.describe(deployment_id)
+        return self.url
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _post(self, body: Any) -> Any:
+        def once() -> Any:
+            response = httpkit.send(
+                self._client, "POST", self.url, json=body, headers=httpkit.auth_headers(self.settings)
+            )
+            return httpkit.json_body(response)
+
+        return self.retry.call(once)
+
+    def _decode(self, document: Any, n: int) -> tuple[list[Any], list[Any] | None]:
+        preds = httpkit.outputs(document, self.prediction_path)
+        probs = None
+        if self.probability_path:
+            try:
+                probs = httpkit.outputs(document, self.probability_path)
+            except httpkit.ProviderResponseError:
+                if self._probability_required:
+                    raise
+        if len(preds) != n:
+            raise httpkit.ProviderResponseError(
+                f"{self.url}: {len(preds)} predictions at {self.prediction_path} for {n} records"
+            )
+        if probs is not None and len(probs) != n:
+            raise httpkit.ProviderResponseError(
+                f"{self.url}: {len(probs)} probabilities at {self.probability_path} for {n} records"
+            )
+        return httpkit.apply_label_map(preds, self.label_map), probs
+
+    def score(self, deployment_id: str, records: pd.DataFrame) -> ScoreResult:
+        self.describe(deployment_id)
+        started = time.perf_counter()
+        bodies = httpkit.encode(records, self.mode, self.records_field)
+        if self.mode == "single":
+            with ThreadPoolExecutor(max_workers=max(1, min(self.concurrency, len(bodies)))) as pool:
+                answers = list(pool.map(self._post, bodies))
+            decoded = [self._decode(a, 1) for a in answers]
+            preds = [p[0] for p, _ in decoded]
+            probs = [q[0] for _, q in decoded] if all(q is not None for _, q in decoded) else None
+            requests = len(bodies)
+        else:
+            preds, probs = self._decode(self._post(bodies[0]), len(records))
+            requests = 1
+        return ScoreResult(preds, probs, requests, (time.perf_counter() - started) * 1000)
+
+    def parse_exchange(self, request: bytes, response: bytes) -> tuple[pd.DataFrame, list[Any], list[Any] | None]:
+        """Records, predictions and probabilities of one captured request/response pair."""
+        frame = httpkit.decode_request(json.loads(request), self.mode, self.records_field)
+        preds, probs = self._decode(json.loads(response), len(frame))
+        return frame, preds, probs

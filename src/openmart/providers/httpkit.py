@@ -1,0 +1,279 @@
+"""What the HTTP adapters share: wire encodings, a small JSONPath, label maps, auth from
+references, retries with backoff, and mapping of transport errors into openmart's tree.
+
+JSONPath subset: ``$`` (the document), ``.key`` or ``['key']``, ``[n]``, ``[*]`` (every item of a
+list, or every value of an object in key order — e.g. a pandas JSON frame keyed by row id).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+import pandas as pd
+
+from openmart import secrets
+from openmart.errors import (
+    ProviderConnectionError,
+    ProviderError,
+    ProviderHTTPError,
+    ProviderResponseError,
+    ProviderTimeout,
+    ValidationError,
+)
+from openmart.providers.base import records_to_rows
+
+T = TypeVar("T")
+_TOKEN = re.compile(r"\.([A-Za-z_][A-Za-z0-9_-]*)|\['([^']*)'\]|\[(\d+)\]|\[\*\]|\.\*")
+
+
+# -- JSONPath -------------------------------------------------------------------------------------
+
+
+def parse_path(path: str) -> list[str | int | None]:
+    """Tokens of a path: a key, an index, or None for a wildcard."""
+    if not path.startswith("$"):
+        path = "$." + path
+    tokens: list[str | int | None] = []
+    pos = 1
+    while pos < len(path):
+        m = _TOKEN.match(path, pos)
+        if not m:
+            raise ValidationError(
+                f"JSON path {path!r}: cannot read {path[pos:]!r} (supported: $, .key, ['key'], [n], [*])"
+            )
+        key, quoted, index = m.groups()
+        tokens.append(
+            key if key is not None else quoted if quoted is not None else int(index) if index is not None else None
+        )
+        pos = m.end()
+    return tokens
+
+
+def extract(document: Any, path: str) -> Any:
+    """The value at ``path`` (a list when the path has a wildcard). A missing step raises
+    ProviderResponseError naming the path and where it broke."""
+    values, wild = [document], False
+    walked = "$"
+    for token in parse_path(path):
+        nxt = []
+        for v in values:
+            if token is None:
+                if isinstance(v, list):
+                    nxt.extend(v)
+                elif isinstance(v, dict):
+                    nxt.extend(v[k] for k in _ordered_keys(v))
+                else:
+                    raise ProviderResponseError(f"response has no list at {walked} (path {path})")
+            elif isinstance(token, int):
+                if not isinstance(v, list) or token >= len(v):
+                    raise ProviderResponseError(f"response has no item {walked}[{token}] (path {path})")
+                nxt.append(v[token])
+            else:
+                if not isinstance(v, dict) or token not in v:
+                    raise ProviderResponseError(f"response has no field {walked}.{token} (path {path})")
+                nxt.append(v[token])
+        wild = wild or token is None
+        walked += "[*]" if token is None else f"[{token}]" if isinstance(token, int) else f".{token}"
+        values = nxt
+    return values if wild else values[0]
+
+
+def _ordered_keys(obj: dict[str, Any]) -> list[str]:
+    keys = list(obj)
+    return sorted(keys, key=int) if all(k.lstrip("-").isdigit() for k in keys) else keys
+
+
+# -- encodings ------------------------------------------------------------------------------------
+
+MODES = ("single", "records", "fields_values", "pandas_split", "pandas_json")
+
+
+def encode(records: pd.DataFrame, mode: str, records_key: str | None = None) -> list[Any]:
+    """Request bodies for a batch: one per record for ``single``, else one for the batch."""
+    rows = records_to_rows(records)
+    if mode == "single":
+        return rows
+    if mode == "records":
+        return [{records_key: rows} if records_key else rows]
+    if mode == "fields_values":
+        fields = list(records.columns)
+        return [{"fields": fields, "values": [[r[f] for f in fields] for r in rows]}]
+    if mode == "pandas_split":
+        return [json.loads(records.to_json(orient="split", index=False))]
+    if mode == "pandas_json":
+        return [json.loads(records.reset_index(drop=True).to_json())]
+    raise ValidationError(f"unknown encoding mode {mode!r} (choose from {', '.join(MODES)})", column="mode")
+
+
+def decode_request(body: Any, mode: str, records_key: str | None = None) -> pd.DataFrame:
+    """The records a captured request carried."""
+    if mode == "single":
+        return pd.DataFrame([body])
+    if mode == "records":
+        return pd.DataFrame(body[records_key] if records_key else body)
+    if mode == "fields_values":
+        return pd.DataFrame(body["values"], columns=body["fields"])
+    if mode == "pandas_split":
+        return pd.DataFrame(body["data"], columns=body["columns"])
+    if mode == "pandas_json":
+        return pd.DataFrame({c: [v[k] for k in _ordered_keys(v)] for c, v in body.items()})
+    raise ValidationError(f"unknown encoding mode {mode!r}", column="mode")
+
+
+def fields_values_column(document: Mapping[str, Any], field: str) -> list[Any]:
+    """A column of an OpenScale-shaped response ``{"fields": [...], "values": [[...]]}``."""
+    fields = document.get("fields")
+    if not isinstance(fields, list) or field not in fields:
+        raise ProviderResponseError(f"response has no field {field!r} in its 'fields' {fields}")
+    i = fields.index(field)
+    return [row[i] for row in document.get("values", [])]
+
+
+def outputs(document: Any, path: str) -> list[Any]:
+    """Predictions (or probabilities) for a batch: a path, or a field name of fields/values."""
+    if isinstance(document, dict) and "fields" in document and "values" in document and not path.startswith("$"):
+        return fields_values_column(document, path)
+    value = extract(document, path)
+    return value if isinstance(value, list) else [value]
+
+
+# -- settings helpers -------------------------------------------------------------------------------
+
+
+def label_map(settings: Mapping[str, str]) -> dict[str, Any] | None:
+    raw = settings.get("label_map")
+    if not raw:
+        return None
+    try:
+        mapping = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValidationError(f"setting label_map is not a JSON object: {exc}", column="label_map") from None
+    if not isinstance(mapping, dict):
+        raise ValidationError('setting label_map must be a JSON object such as {"Churn": 1}', column="label_map")
+    return {str(k): v for k, v in mapping.items()}
+
+
+def apply_label_map(values: Sequence[Any], mapping: Mapping[str, Any] | None) -> list[Any]:
+    if not mapping:
+        return list(values)
+    return [mapping.get(str(v), v) for v in values]
+
+
+def number(settings: Mapping[str, str], key: str, default: float) -> float:
+    raw = settings.get(key)
+    if raw in (None, ""):
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValidationError(f"setting {key}={raw!r} is not a number", column=key) from None
+
+
+def refuse_clear_secrets(settings: Mapping[str, str]) -> None:
+    for key, value in settings.items():
+        if secrets.is_secret_key(key) and not str(value).startswith(secrets.ENCRYPTED_PREFIX):
+            raise ValidationError(
+                f"setting {key!r} would hold a secret in clear: give {key}_env=VARIABLE_NAME "
+                "(or set OPENMART_SECRET_KEY to store it encrypted)",
+                column=key,
+            )
+
+
+def auth_headers(settings: Mapping[str, str]) -> dict[str, str]:
+    """Headers for the binding's auth; the secret is read from the environment at call time
+    (or is the decrypted value openmart keeps encrypted)."""
+    auth = settings.get("auth", "none")
+    if auth == "none":
+        return {}
+    if auth == "bearer":
+        token = settings.get("token") or secrets.from_env(_required(settings, "token_env"))
+        return {"Authorization": f"Bearer {token}"}
+    if auth == "header":
+        key = settings.get("key") or secrets.from_env(_required(settings, "key_env"))
+        return {settings.get("header", "X-Api-Key"): key}
+    raise ValidationError(f"setting auth={auth!r}: choose none, bearer or header", column="auth")
+
+
+def _required(settings: Mapping[str, str], key: str) -> str:
+    if not settings.get(key):
+        raise ValidationError(f"setting {key} is required", column=key)
+    return settings[key]
+
+
+# -- transport --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    retries: int = 3
+    backoff: float = 0.1  # seconds; doubled each attempt, with jitter
+    max_backoff: float = 2.0
+
+    def call(self, fn: Callable[[], T]) -> T:
+        attempt = 0
+        while True:
+            try:
+                return fn()
+            except (ProviderConnectionError, ProviderTimeout) as exc:
+                error: ProviderError = exc
+            except ProviderHTTPError as exc:
+                if not exc.transient:
+                    raise
+                error = exc
+            if attempt >= self.retries:
+                raise error
+            time.sleep(min(self.backoff * 2**attempt, self.max_backoff) * (0.5 + random.random() / 2))
+            attempt += 1
+
+
+def server_message(response: httpx.Response) -> str:
+    """The server's own words: Algorithmia's error.message, FastAPI's detail, or the text."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500]
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict) and "message" in err:
+            return str(err["message"])
+        if isinstance(err, str):
+            return err
+        if "detail" in body:
+            return str(body["detail"])
+        if "message" in body:
+            return str(body["message"])
+    return json.dumps(body)[:500]
+
+
+def send(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """One request; transport failures and error statuses mapped into openmart's tree."""
+    try:
+        response = client.request(method, url, **kwargs)
+    except httpx.TimeoutException as exc:
+        raise ProviderTimeout(f"{method} {url}: no answer in time ({type(exc).__name__})") from exc
+    except httpx.ConnectError as exc:
+        raise ProviderConnectionError(f"{method} {url}: cannot connect ({exc})") from exc
+    except httpx.TransportError as exc:
+        raise ProviderConnectionError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
+    if response.status_code >= 400:
+        message = server_message(response)
+        raise ProviderHTTPError(
+            f"{method} {url}: HTTP {response.status_code}: {message}",
+            status=response.status_code,
+            body=response.text[:2000],
+        )
+    return response
+
+
+def json_body(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise ProviderResponseError(f"{response.request.url}: the answer is not JSON: {response.text[:200]!r}") from exc
