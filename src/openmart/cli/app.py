@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from openmart.cli import bind, db, monitor, records, scoring, subscribe
+from openmart.cli import bind, db, monitor, records, scoring, story, subscribe
 from openmart.cli.common import CliContext, OpenmartGroup
 
 app = typer.Typer(
@@ -49,6 +49,8 @@ app.add_typer(monitor.app, name="monitor")
 app.command("evaluate")(monitor.evaluate)
 app.command("measurements")(monitor.measurements)
 app.command("alerts")(monitor.alerts)
+app.command("quickstart")(story.quickstart)
+app.command("report")(story.report)
 
 
 def main() -> None:

@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from openmart.errors import MonitorError
+from openmart.errors import MonitorError, ProviderError
 from openmart.evaluation.results import Measurement, MonitorOutcome
 from openmart.evaluation.window import Window, fetch_frame
 from openmart.mart.identifiers import quote
+from openmart.mart.records import as_text
 from openmart.monitors.config import (
     MonitorConfig,
     MonitorKind,
@@ -111,6 +112,8 @@ def configure(
             ranges = [v for v in g if isinstance(v, list)]
             if ranges and column.kind is ColumnKind.CATEGORICAL:
                 raise MonitorError(f"fairness: {feature!r} is categorical; give category values, not ranges")
+        if column.kind is ColumnKind.CATEGORICAL:  # categories are text in the mart: "2", not 2
+            monitored, reference = [as_text(v) for v in monitored], [as_text(v) for v in reference]
         if set(map(str, monitored)) & set(map(str, reference)):
             raise MonitorError(f"fairness: {feature!r} has values in both the monitored and the reference group")
         parsed_attrs.append(
@@ -335,19 +338,21 @@ def run(sub: Subscription, config: MonitorConfig, window: Window, raw: Any) -> M
         if labelled >= config.min_records and lcounts["group"].nunique() == 2:
             values |= {k: v for k, v in metrics_from_counts(lcounts, with_labels=True).items() if k not in values}
         details["labelled_records"] = labelled
-        if p.get("perturb") and attr.get("kind") and feature in s.feature_names and sub.binding and sub.deployment_id:
-            values |= _perturbation(
-                sub,
-                raw,
-                payload_sql,
-                payload_params,
-                attr,
-                favourable,
-                group_rates,
-                details,
-                outcome,
-                int(p.get("max_perturbed", 500)),
-            )
+        if p.get("perturb") and feature in s.feature_names and sub.binding and sub.deployment_id:
+            try:
+                values |= _perturbation(
+                    sub,
+                    raw,
+                    payload_sql,
+                    payload_params,
+                    attr,
+                    favourable,
+                    details,
+                    outcome,
+                    int(p.get("max_perturbed", 500)),
+                )
+            except ProviderError as exc:  # the numbers above stand; say why the re-scoring is missing
+                details["perturbation"] = {"error": str(exc)}
         if p.get("debias") and labelled >= config.min_records:
             details["debiased"] = _debias(raw, labelled_sql, labelled_params, attr, favourable, s, i)
         group_label = ",".join(map(str, attr["monitored"]))
@@ -422,7 +427,6 @@ def _perturbation(
     params: dict[str, Any],
     attr: Mapping[str, Any],
     favourable: Sequence[Any],
-    group_rates: dict[str, Any],
     details: dict[str, Any],
     outcome: MonitorOutcome,
     limit: int,
