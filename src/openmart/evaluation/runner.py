@@ -56,13 +56,16 @@ def evaluate(
 def _run_one(sub: Subscription, config: MonitorConfig, window: Window) -> MonitorOutcome:
     monitor = registry.get(config.kind)
     raw = sub.mart.engine.raw_connection()
+    started = time.perf_counter()
     try:
-        return monitor.run(sub, config, window, raw)
+        outcome = monitor.run(sub, config, window, raw)
     except OpenmartError as exc:
-        return MonitorOutcome(str(config.kind), status="error", reason=str(exc))
+        outcome = MonitorOutcome(str(config.kind), status="error", reason=str(exc))
     finally:
         raw.rollback()
         raw.close()
+    outcome.info["elapsed_s"] = round(time.perf_counter() - started, 3)
+    return outcome
 
 
 def _store(sub: Subscription, result: EvaluationResult, window: Window) -> None:

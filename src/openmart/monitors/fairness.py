@@ -272,9 +272,15 @@ def run(sub: Subscription, config: MonitorConfig, window: Window, raw: Any) -> M
     for i, attr in enumerate(p["attributes"]):
         feature = attr["feature"]
         args = dict(payload_params)
-        group = _group_sql(f"w.{quote(feature)}", attr, args, f"g{i}")
         pred = _favourable_sql(f"w.{quote(s.prediction)}", favourable, out_numeric, args, f"f{i}")
-        counts = _counts(raw, payload_sql, args, group, pred, None)
+        if attr["kind"] == "numeric":
+            group = _group_sql(f"w.{quote(feature)}", attr, args, f"g{i}")
+            counts = _counts(raw, payload_sql, args, group, pred, None)
+            by_value = _rates_by_value(
+                raw, payload_sql, payload_params, feature, pred_sql=pred, args=args, numeric=True, attr=attr
+            )
+        else:  # one scan: counts by value, from which the groups follow
+            counts, by_value = _categorical_counts(raw, payload_sql, args, feature, pred, attr)
         in_groups = counts[counts["group"].notna()].astype({"group": int})
         excluded = int(counts.loc[counts["group"].isna(), "n"].sum())
         n = int(in_groups["n"].sum())
@@ -285,17 +291,8 @@ def run(sub: Subscription, config: MonitorConfig, window: Window, raw: Any) -> M
             "excluded_records": excluded,
             "monitored": attr["monitored"],
             "reference": attr["reference"],
+            "by_value": by_value,
         }
-        details["by_value"] = _rates_by_value(
-            raw,
-            payload_sql,
-            payload_params,
-            feature,
-            pred_sql=pred,
-            args=args,
-            numeric=attr["kind"] == "numeric",
-            attr=attr,
-        )
         if n < config.min_records:
             outcome.measurements.append(
                 Measurement(
@@ -354,7 +351,7 @@ def run(sub: Subscription, config: MonitorConfig, window: Window, raw: Any) -> M
             except ProviderError as exc:  # the numbers above stand; say why the re-scoring is missing
                 details["perturbation"] = {"error": str(exc)}
         if p.get("debias") and labelled >= config.min_records:
-            details["debiased"] = _debias(raw, labelled_sql, labelled_params, attr, favourable, s, i)
+            details["debiased"] = debias_from_counts(lcounts)
         group_label = ",".join(map(str, attr["monitored"]))
         for metric, value in values.items():
             t = config.threshold(metric, feature)
@@ -376,6 +373,30 @@ def run(sub: Subscription, config: MonitorConfig, window: Window, raw: Any) -> M
         outcome.status = "not_enough_data"
         outcome.reason = f"{reached} records in the groups, fewer than {config.min_records}"
     return outcome
+
+
+def _categorical_counts(
+    raw: Any, sql: str, args: dict[str, Any], feature: str, pred_sql: str, attr: Mapping[str, Any]
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Counts by (value, favourable) in one scan; group counts and favourable % per value from it."""
+    frame = fetch_frame(
+        raw,
+        f"SELECT w.{quote(feature)}::text AS v, ({pred_sql})::int AS pred, count(*) AS n FROM ({sql}) w GROUP BY 1, 2",
+        args,
+    )
+    frame["n"] = frame["n"].astype(int)
+    monitored, reference = set(map(str, attr["monitored"])), set(map(str, attr["reference"]))
+    frame["group"] = frame["v"].map(lambda v: MONITORED if v in monitored else REFERENCE if v in reference else None)
+    counts = frame.groupby(["group", "pred"], dropna=False, as_index=False)["n"].sum()
+    per_value = frame.groupby("v", dropna=False).apply(
+        lambda g: pd.Series({"n": g["n"].sum(), "fav": g.loc[g["pred"] == 1, "n"].sum()}), include_groups=False
+    )
+    per_value = per_value.sort_values("n", ascending=False).head(50)
+    by_value = {
+        str(v): {"records": int(r["n"]), "favourable_percent": 100.0 * r["fav"] / r["n"] if r["n"] else None}
+        for v, r in per_value.iterrows()
+    }
+    return counts, by_value
 
 
 def _rates_by_value(
@@ -504,61 +525,42 @@ def _perturbation(
     }
 
 
-def _debias(
-    raw: Any,
-    labelled_sql: str,
-    params: dict[str, Any],
-    attr: Mapping[str, Any],
-    favourable: Sequence[Any],
-    schema: Any,
-    i: int,
-    sample: int = 20_000,
-) -> dict[str, Any]:
-    """Passive de-biasing: aif360's equalized-odds post-processing fitted on labelled records;
-    what the favourable rates, disparate impact and accuracy would have been."""
+def debias_from_counts(counts: pd.DataFrame, sample: int = 20_000) -> dict[str, Any]:
+    """Passive de-biasing: aif360's equalized-odds post-processing fitted on the labelled
+    records — rebuilt from their (group, prediction, label) counts, proportionally, up to
+    ``sample`` records (all a post-processor of predicted labels can see) — and what the
+    favourable rates, disparate impact and accuracy would have been."""
     with _quiet():
         from aif360.algorithms.postprocessing import EqOddsPostprocessing
         from aif360.metrics import BinaryLabelDatasetMetric
-
-    a = dict(params)
-    feature = attr["feature"]
-    group = _group_sql(f"w.{quote(feature)}", attr, a, f"d{i}")
-    pred = _favourable_sql(f"w.{quote(schema.prediction)}", favourable, schema.outputs_numeric, a, f"dp{i}")
-    label = _favourable_sql(f"w.{quote(schema.label)}", favourable, schema.outputs_numeric, a, f"dl{i}")
-    frame = fetch_frame(
-        raw,
-        f"SELECT * FROM (SELECT {group} AS grp, {pred}::int AS pred, {label}::int AS label "
-        f"FROM ({labelled_sql}) w WHERE w.{quote(schema.prediction)} IS NOT NULL) q "
-        f"WHERE grp IS NOT NULL ORDER BY random() LIMIT %(d_lim)s",
-        {**a, "d_lim": sample},
-    )
-    if frame["grp"].nunique() < 2 or frame["label"].nunique() < 2:
+    total = int(counts["n"].sum())
+    if counts["group"].nunique() < 2 or counts["label"].nunique() < 2:
         return {"reason": "both groups and both outcomes are needed among labelled records"}
+    scale = min(1.0, sample / total)
+    reps = np.maximum(np.round(counts["n"].to_numpy() * scale).astype(int), 1)
+    rows = counts.loc[counts.index.repeat(reps), ["group", "pred", "label"]].reset_index(drop=True)
     groups = dict(unprivileged_groups=[{"group": MONITORED}], privileged_groups=[{"group": REFERENCE}])
-    truth = _weighted(
-        pd.DataFrame({"group": frame["grp"], "label": frame["label"]}).astype(float), pd.Series(np.ones(len(frame)))
-    )
-    predicted = _weighted(
-        pd.DataFrame({"group": frame["grp"], "label": frame["pred"]}).astype(float), pd.Series(np.ones(len(frame)))
-    )
+    ones = pd.Series(np.ones(len(rows)))
+    truth = _weighted(pd.DataFrame({"group": rows["group"], "label": rows["label"]}).astype(float), ones)
+    predicted = _weighted(pd.DataFrame({"group": rows["group"], "label": rows["pred"]}).astype(float), ones)
     with _quiet(), np.errstate(all="ignore"):
         post = EqOddsPostprocessing(seed=0, **groups).fit(truth, predicted)
         fixed = post.predict(predicted)
         before = BinaryLabelDatasetMetric(predicted, **groups)
         after = BinaryLabelDatasetMetric(fixed, **groups)
     new = fixed.labels.ravel()
-    y = frame["label"].to_numpy(float)
-    g = frame["grp"].to_numpy()
+    y = rows["label"].to_numpy(float)
+    g = rows["group"].to_numpy()
 
     def rate(v: np.ndarray, code: int) -> float:
         return float(100 * v[g == code].mean())
 
     return {
         "method": "aif360 EqOddsPostprocessing",
-        "records": int(len(frame)),
+        "records": len(rows),
         "disparate_impact_before": float(before.disparate_impact()),
         "disparate_impact_after": float(after.disparate_impact()),
-        "accuracy_before": float((frame["pred"].to_numpy(float) == y).mean()),
+        "accuracy_before": float((rows["pred"].to_numpy(float) == y).mean()),
         "accuracy_after": float((new == y).mean()),
         "favourable_percent_after": {"monitored": rate(new, MONITORED), "reference": rate(new, REFERENCE)},
     }
