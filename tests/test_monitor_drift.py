@@ -112,3 +112,16 @@ def test_constant_feature_and_nan(mart: openmart.Mart) -> None:
     by_feature = {m.feature: m for m in result.measurements if m.feature}
     assert by_feature["const"].value == 0.0 and not by_feature["const"].breached
     assert not by_feature["gappy"].breached
+
+
+def test_large_window_is_sampled_and_agrees(mart: openmart.Mart) -> None:
+    sub, ref, cur = _world(mart, 5000, 3000)
+    sub.monitors.enable("drift")
+    full = {m.feature: m.value for m in sub.evaluate().measurements if m.feature}
+    sub.monitors.enable("drift", max_rows=1000)
+    result = sub.evaluate()
+    assert 700 < result.outcomes[0].info["sampled_rows"] < 1300
+    sampled = {m.feature: m for m in result.measurements if m.feature}
+    assert {f for f, m in sampled.items() if m.breached} == {"moved", "colour"}
+    for feature, value in full.items():
+        assert sampled[feature].value == pytest.approx(value, abs=0.1)

@@ -13,6 +13,10 @@ jensenshannon  any         Jensen–Shannon distance (natural log)           dis
 wasserstein    numeric     Wasserstein distance / reference std            distance >= 0.1
 =============  ==========  ==============================================  ======================
 
+Windows larger than ``max_rows`` (default 200,000; 0: no limit) are measured on a uniform sample
+of that size, chosen by a hash of the scoring id, so the same records are chosen every time;
+the sample size is reported with the outcome.
+
 ``auto`` picks as Evidently does: with a reference of at most 1,000 rows, ks for numeric
 columns (more than 5 distinct values) and chisquare otherwise; with a larger reference,
 wasserstein for numeric columns and jensenshannon otherwise.
@@ -166,6 +170,7 @@ def configure(
     threshold: float | None = None,
     drift_share: float = 0.5,
     min_records: int = 100,
+    max_rows: int = 200_000,
     features: Sequence[str] | None = None,
     **unknown: Any,
 ) -> MonitorConfig:
@@ -200,7 +205,12 @@ def configure(
         sub.schema.column(f)
     if chosen in (Method.KS, Method.WASSERSTEIN) and features is None and sub.schema.categorical_features:
         pass  # categorical columns fall back to their auto method (ks/wasserstein are numeric only)
-    params = {"method": str(chosen), "drift_share": drift_share, "features": list(features) if features else None}
+    params = {
+        "method": str(chosen),
+        "drift_share": drift_share,
+        "features": list(features) if features else None,
+        "max_rows": int(max_rows),
+    }
     return MonitorConfig(KIND, params, parsed, int(min_records))
 
 
@@ -312,13 +322,34 @@ def run(sub: Subscription, config: MonitorConfig, window: Window, raw: Any) -> M
         return outcome
     rows = int(ref["rows"])
     methods = {c: _method_for(config, profiles[key], rows) for c, key in columns.items()}
+    max_rows = int(config.parameters.get("max_rows") or 0)
+    sampled = bool(max_rows) and n > max_rows
+    if sampled:
+        # a window larger than max_rows is measured on a uniform sample of it, chosen by a hash of
+        # the scoring id (the same records every time), kept in a narrow temporary table: the
+        # cost of PostgreSQL's per-row binning grows with rows x columns
+        per_million = int(np.ceil(max_rows / n * 1_000_000))
+        cols = ", ".join(f"w.{quote(c)}" for c in columns)
+        with raw.cursor() as cur:
+            cur.execute("DROP TABLE IF EXISTS _openmart_drift_sample")
+            cur.execute(
+                f"CREATE TEMP TABLE _openmart_drift_sample AS SELECT {cols} FROM ({sql}) w "
+                f"WHERE (hashtext(w.scoring_id) & 2147483647) %% 1000000 < %(per_million)s",
+                {**params, "per_million": per_million},
+            )
+            sample_rows = cur.rowcount
+        sql, params = "SELECT * FROM _openmart_drift_sample", {}
+        outcome.info["sampled_rows"] = sample_rows
     tasks: dict[str, Any] = {}
     for c, key in columns.items():
         if profiles[key].kind == "numeric":
             tasks[c] = lambda r, c=c, e=profiles[key].fine_edges: sqlstats.numeric_summary(r, sql, params, c, e)
         else:
             tasks[c] = lambda r, c=c: sqlstats.column_counts(r, sql, params, c)
-    summaries = sqlstats.per_column(sub.mart.engine.raw_connection, tasks)
+    if sampled:  # the temporary table lives on this connection
+        summaries = {c: task(raw) for c, task in tasks.items()}
+    else:
+        summaries = sqlstats.per_column(sub.mart.engine.raw_connection, tasks)
     exact_cols = [
         c
         for c in columns
