@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,7 @@ def evaluate(
     last: int | None = None,
     kinds: Iterable[str] | None = None,
     progress: Callable[[str], None] | None = None,
+    workers: int = 2,
 ) -> EvaluationResult:
     sub.flush()  # records captured in the background belong in the window
     window = Window(since=since, until=until, last=last)
@@ -43,11 +45,15 @@ def evaluate(
         s.add(row)
         s.commit()
         evaluation_id = row.id
-    outcomes: list[MonitorOutcome] = []
-    for config in configs:
+
+    # monitors are independent and mostly wait on PostgreSQL: two at a time use both cores
+    def one(config: MonitorConfig) -> MonitorOutcome:
         if progress:
             progress(str(config.kind))
-        outcomes.append(_run_one(sub, config, window))
+        return _run_one(sub, config, window)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(configs)))) as pool:
+        outcomes = list(pool.map(one, configs))
     result = EvaluationResult(evaluation_id, sub.name, window.to_dict(), outcomes, time.perf_counter() - started)
     _store(sub, result, window)
     return result
