@@ -53,12 +53,19 @@ def naive(mart: openmart.Mart, sub: openmart.Subscription, reference: pd.DataFra
     from sklearn import metrics as skm
 
     with mart.engine.connect() as conn:
-        window = pd.read_sql(f"SELECT p.*, f.label FROM {sub.payload.table} p JOIN {sub.feedback.table} f "
-                             "USING (scoring_id)", conn)
+        window = pd.read_sql(
+            f"SELECT p.*, f.label FROM {sub.payload.table} p JOIN {sub.feedback.table} f USING (scoring_id)", conn
+        )
     y, pred, proba = window["label"], window["prediction"], window["probability"]
-    out = {"accuracy": skm.accuracy_score(y, pred), "roc_auc": skm.roc_auc_score(y, proba),
-           "average_precision": skm.average_precision_score(y, proba), "log_loss": skm.log_loss(y, proba),
-           "f1": skm.f1_score(y, pred), "precision": skm.precision_score(y, pred), "recall": skm.recall_score(y, pred)}
+    out = {
+        "accuracy": skm.accuracy_score(y, pred),
+        "roc_auc": skm.roc_auc_score(y, proba),
+        "average_precision": skm.average_precision_score(y, proba),
+        "log_loss": skm.log_loss(y, proba),
+        "f1": skm.f1_score(y, pred),
+        "precision": skm.precision_score(y, pred),
+        "recall": skm.recall_score(y, pred),
+    }
     mon, ref = window["c0"] == "a", window["c0"] == "b"
     out["disparate_impact"] = pred[mon].mean() / pred[ref].mean()
     for c in NUMERIC:
@@ -85,8 +92,13 @@ def main() -> int:
     try:
         t0 = time.perf_counter()
         reference = make(args.reference, 1, drift=False)
-        sub = mart.subscriptions.add("bench", reference=reference.drop(columns=["prediction", "probability"]),
-                                     label="label", problem_type="binary", categorical=CATEGORICAL)
+        sub = mart.subscriptions.add(
+            "bench",
+            reference=reference.drop(columns=["prediction", "probability"]),
+            label="label",
+            problem_type="binary",
+            categorical=CATEGORICAL,
+        )
         current = make(args.rows, 2, drift=True)
         ids = sub.payload.log(current.drop(columns="label"))
         sub.feedback.log(current.drop(columns=["prediction", "probability"]).assign(scoring_id=ids))
@@ -95,12 +107,15 @@ def main() -> int:
             conn.exec_driver_sql("COMMIT")
             conn.exec_driver_sql(f"VACUUM ANALYZE {sub.payload.table}")
             conn.exec_driver_sql(f"VACUUM ANALYZE {sub.feedback.table}")
-        print(f"setup: {args.rows:,} labelled payload rows, {args.reference:,} reference rows in "
-              f"{time.perf_counter() - t0:.1f} s")
+        print(
+            f"setup: {args.rows:,} labelled payload rows, {args.reference:,} reference rows in "
+            f"{time.perf_counter() - t0:.1f} s"
+        )
         del current
         sub.monitors.enable("quality")
-        sub.monitors.enable("fairness", attributes=[{"feature": "c0", "monitored": "a", "reference": "b"}],
-                            favourable=1)
+        sub.monitors.enable(
+            "fairness", attributes=[{"feature": "c0", "monitored": "a", "reference": "b"}], favourable=1
+        )
         sub.monitors.enable("drift")
 
         with PeakRSS() as mem:
@@ -109,8 +124,11 @@ def main() -> int:
             t_om = time.perf_counter() - t0
         for o in result.outcomes:
             assert o.status == "ok", (o.kind, o.status, o.reason)
-        drifted = {m.feature for m in result.measurements if m.monitor == "drift" and m.breached and m.feature
-                   in set(NUMERIC) | set(CATEGORICAL)}
+        drifted = {
+            m.feature
+            for m in result.measurements
+            if m.monitor == "drift" and m.breached and m.feature in set(NUMERIC) | set(CATEGORICAL)
+        }
         assert drifted == DRIFTED, drifted
 
         with PeakRSS() as naive_mem:
@@ -125,7 +143,9 @@ def main() -> int:
         worst = max(abs(got[k] - v) for k, v in expected.items())
         print(f"evaluation (quality + fairness + drift) : {t_om:7.2f} s   (goal <= 10 s)")
         for o in result.outcomes:
-            print(f"  {o.kind:9}: {o.info['elapsed_s']:6.2f} s, {o.records:,} records, {len(o.measurements)} measurements")
+            print(
+                f"  {o.kind:9}: {o.info['elapsed_s']:6.2f} s, {o.records:,} records, {len(o.measurements)} measurements"
+            )
         print(f"naive baseline (read_sql + sklearn/scipy): {t_naive:7.2f} s")
         print(f"speed-up                                 : {t_naive / t_om:7.1f} x (goal >= 5)")
         print(f"peak memory added, evaluation            : {mem.added / 2**20:7.0f} MiB (goal <= 1024)")

@@ -55,3 +55,7 @@ app.command("report")(story.report)
 
 def main() -> None:
     app(prog_name="openmart")
+
+
+if __name__ == "__main__":
+    main()
