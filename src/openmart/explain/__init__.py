@@ -1,0 +1,1 @@
+"""Per-transaction explanations through the binding (SHAP, LIME, contrastive)."""

@@ -1,0 +1,267 @@
+"""Explaining a subscription's payload records through its binding, and keeping the results in
+the mart's ``explanations`` table (read back without recomputation)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from openmart.errors import ExplanationError, NotFound
+from openmart.explain.engine import (
+    Explanation,
+    ReferenceStats,
+    ScoringFunction,
+    contrastive,
+    explain_lime,
+    explain_shap,
+)
+from openmart.mart import models
+from openmart.mart.identifiers import quote
+from openmart.schema import ProblemType
+
+if TYPE_CHECKING:
+    from openmart.api import Subscription
+    from openmart.providers.base import Provider
+
+METHODS = ("shap", "lime")
+BACKGROUND_ROWS = 10  # k-means summary of the reference: SHAP's own advice for Kernel SHAP
+
+
+@dataclass
+class StoredExplanation:
+    scoring_id: str
+    method: str
+    prediction: str | None
+    attributions: dict[str, float]
+    base_value: float | None
+    contrastive: dict[str, Any] | None
+    elapsed_ms: float | None
+    scoring_calls: int | None
+    cached: bool = False
+
+    def ranked(self) -> list[tuple[str, float]]:
+        return sorted(self.attributions.items(), key=lambda kv: abs(kv[1]), reverse=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scoring_id": self.scoring_id,
+            "method": self.method,
+            "prediction": self.prediction,
+            "base_value": self.base_value,
+            "attributions": dict(self.ranked()),
+            "contrastive": self.contrastive,
+            "elapsed_ms": self.elapsed_ms,
+            "scoring_calls": self.scoring_calls,
+            "cached": self.cached,
+        }
+
+
+class RequestCounter:
+    """Counts the requests actually sent to the deployment (a provider's ScoreResult.requests)."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+
+
+def output_function(
+    sub: Subscription, provider: Provider, predicted: Any, counter: RequestCounter | None = None
+) -> ScoringFunction:
+    """What is explained: the probability of the predicted class (binary, multiclass), the
+    prediction itself (regression), or 1/0 for 'still the predicted class' when the model gives
+    no probabilities."""
+    s = sub.schema
+    labels = [str(c) for c in (s.class_labels or [])]
+
+    def f(frame: pd.DataFrame) -> np.ndarray:
+        result = provider.score(sub.deployment_id or "", frame.loc[:, s.feature_names])
+        if counter is not None:
+            counter.requests += result.requests
+        if s.problem_type is ProblemType.REGRESSION:
+            return np.asarray(result.predictions, dtype=float)
+        if result.probabilities is None:
+            return np.array([float(str(p) == str(predicted)) for p in result.predictions])
+        probs = result.probabilities
+        if s.problem_type is ProblemType.BINARY:
+            p = np.array([q[-1] if isinstance(q, list | tuple) else q for q in probs], dtype=float)
+            return p if labels and str(predicted) == labels[-1] else 1 - p
+        k = labels.index(str(predicted)) if str(predicted) in labels else 0
+        return np.array([q[k] for q in probs], dtype=float)
+
+    return f
+
+
+class _RecordCache:
+    """Serves the record's own score from the contrastive batch, saving SHAP a request."""
+
+    def __init__(self, fn: ScoringFunction, record: pd.DataFrame, value: float) -> None:
+        self.fn, self.record, self.value = fn, record.reset_index(drop=True), value
+
+    def __call__(self, frame: pd.DataFrame) -> np.ndarray:
+        if len(frame) == 1 and frame.reset_index(drop=True).astype(str).equals(self.record.astype(str)):
+            return np.array([self.value])
+        return self.fn(frame)
+
+
+def _typed(sub: Subscription, frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.loc[:, sub.schema.feature_names].copy()
+    for f in sub.schema.numeric_features:
+        frame[f] = pd.to_numeric(frame[f])
+    return frame
+
+
+def reference_stats(sub: Subscription) -> ReferenceStats:
+    ref = _typed(sub, sub.reference.read())
+    if ref.empty:
+        raise ExplanationError(f"subscription {sub.name!r} has no reference data to explain against")
+    return ReferenceStats.from_frame(ref, sub.schema.feature_names, sub.schema.categorical_features)
+
+
+def background(sub: Subscription, rows: int = BACKGROUND_ROWS) -> pd.DataFrame:
+    """A small, fixed summary of the reference: k-means centres (categorical features snapped to
+    their most common value in each cluster)."""
+    from sklearn.cluster import KMeans
+
+    ref = _typed(sub, sub.reference.read())
+    if len(ref) <= rows:
+        return ref
+    numeric = sub.schema.numeric_features
+    matrix = ref[numeric].fillna(ref[numeric].median()).to_numpy(dtype=float) if numeric else np.zeros((len(ref), 1))
+    scale = matrix.std(axis=0)
+    scale[scale == 0] = 1
+    labels = KMeans(n_clusters=rows, n_init=3, random_state=0).fit_predict(matrix / scale)
+    centres = []
+    for k in range(rows):
+        part = ref[labels == k]
+        centre = {f: part[f].mean() for f in numeric}
+        centre |= {f: part[f].mode().iloc[0] for f in sub.schema.categorical_features}
+        centres.append(centre)
+    return pd.DataFrame(centres, columns=sub.schema.feature_names)
+
+
+def stored(sub: Subscription, scoring_id: str, method: str) -> StoredExplanation | None:
+    with sa.orm.Session(sub.mart.engine) as s:
+        row = s.scalars(
+            sa.select(models.Explanation)
+            .where(
+                models.Explanation.subscription_id == sub.id,
+                models.Explanation.scoring_id == scoring_id,
+                models.Explanation.method == method,
+            )
+            .order_by(models.Explanation.id.desc())
+        ).first()
+        if row is None:
+            return None
+        return StoredExplanation(
+            row.scoring_id,
+            row.method,
+            row.prediction,
+            dict(row.attributions),
+            row.base_value,
+            row.contrastive,
+            row.elapsed_ms,
+            row.scoring_calls,
+            cached=True,
+        )
+
+
+def explain(
+    sub: Subscription,
+    scoring_id: str,
+    *,
+    method: str = "shap",
+    refresh: bool = False,
+    provider: Provider | None = None,
+    stats: ReferenceStats | None = None,
+    bg: pd.DataFrame | None = None,
+) -> StoredExplanation:
+    if method not in METHODS:
+        raise ExplanationError(f"explanation method {method!r}: choose shap or lime")
+    if not refresh:
+        found = stored(sub, scoring_id, method)
+        if found is not None:
+            return found
+    s = sub.schema
+    raw = sub.mart.engine.raw_connection()
+    try:
+        with raw.cursor() as cur:
+            cols = ", ".join(quote(c) for c in [*s.feature_names, s.prediction])
+            cur.execute(f"SELECT {cols} FROM {quote(sub.payload.table)} WHERE scoring_id = %s", (scoring_id,))
+            row = cur.fetchone()
+    finally:
+        raw.close()
+    if row is None:
+        raise NotFound(f"subscription {sub.name!r} has no payload record with scoring_id {scoring_id!r}")
+    record_frame = _typed(sub, pd.DataFrame([row[:-1]], columns=s.feature_names))
+    record = record_frame.iloc[0]
+    predicted = row[-1]
+    if predicted is not None and isinstance(predicted, float) and predicted.is_integer():
+        predicted = int(predicted)
+    own = provider is None
+    provider = provider or sub.provider()
+    try:
+        counter = RequestCounter()
+        fn = output_function(sub, provider, predicted, counter)
+        stats = stats or reference_stats(sub)
+        threshold = (
+            0.5
+            if s.problem_type is not ProblemType.REGRESSION
+            else float(np.median([v["median"] for v in stats.numeric.values()] or [0]))
+        )
+        contrast = (
+            contrastive(record, stats, fn, features=s.feature_names, threshold=threshold)
+            if s.problem_type is not ProblemType.REGRESSION
+            else None
+        )
+        cached_fn = fn if contrast is None else _RecordCache(fn, record_frame, float(contrast.record_output))
+        bg = bg if bg is not None else background(sub)
+        if method == "shap":
+            exp: Explanation = explain_shap(
+                record,
+                bg,
+                cached_fn,
+                features=s.feature_names,
+                categorical=s.categorical_features,
+                nsamples=2 * len(s.feature_names) + 512,
+            )
+        else:
+            exp = explain_lime(
+                record,
+                _typed(sub, sub.reference.read(limit=5000)),
+                cached_fn,
+                features=s.feature_names,
+                categorical=s.categorical_features,
+            )
+    finally:
+        if own:
+            provider.close()
+    calls = counter.requests
+    result = StoredExplanation(
+        scoring_id,
+        method,
+        None if predicted is None else str(predicted),
+        exp.attributions,
+        exp.base_value,
+        contrast.to_dict() if contrast else None,
+        exp.elapsed_ms,
+        calls,
+    )
+    with sa.orm.Session(sub.mart.engine) as session:
+        session.add(
+            models.Explanation(
+                subscription_id=sub.id,
+                scoring_id=scoring_id,
+                method=method,
+                prediction=result.prediction,
+                attributions=exp.attributions,
+                base_value=exp.base_value,
+                contrastive=result.contrastive,
+                elapsed_ms=exp.elapsed_ms,
+                scoring_calls=calls,
+            )
+        )
+        session.commit()
+    return result
