@@ -11,6 +11,7 @@ sub.payload.read(limit=10)
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,11 +38,12 @@ if TYPE_CHECKING:
 
 
 def connect(
-    url: str | None = None, *, schema: str = DEFAULT_SCHEMA, upgrade: bool = True, settings: Settings | None = None
+    url: str | None = None, *, schema: str | None = None, upgrade: bool = True, settings: Settings | None = None
 ) -> Mart:
-    """Open the mart at ``url`` (or ``OPENMART_DATABASE_URL``, or the embedded default) and bring its
-    schema up to date."""
+    """Open the mart at ``url`` (or ``OPENMART_DATABASE_URL``, or the embedded default), in
+    ``schema`` (or ``OPENMART_SCHEMA``, or ``openmart``), and bring its tables up to date."""
     settings = settings or Settings.from_env()
+    schema = schema or os.environ.get("OPENMART_SCHEMA") or DEFAULT_SCHEMA
     location = resolve(url, settings, schema)
     mart = Mart(create_engine(location), location, settings)
     if upgrade:

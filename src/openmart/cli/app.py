@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from openmart.cli import bind, db, explain, monitor, records, scoring, story, subscribe
+from openmart.cli import bind, capture, db, explain, monitor, records, scoring, story, subscribe
 from openmart.cli.common import CliContext, OpenmartGroup
 
 app = typer.Typer(
@@ -52,6 +52,7 @@ app.command("alerts")(monitor.alerts)
 app.command("quickstart")(story.quickstart)
 app.command("report")(story.report)
 app.command("explain")(explain.explain)
+app.add_typer(capture.app, name="capture")
 
 
 def main() -> None:

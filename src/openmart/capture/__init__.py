@@ -1,0 +1,1 @@
+"""Ingesting traffic captured by a serving platform itself (SageMaker Data Capture)."""
