@@ -24,8 +24,12 @@ def _sagemaker_ready(url: str) -> bool:
 
 def aws_env(url: str) -> dict[str, str]:
     """The standard variables boto3 reads: endpoint, dummy credentials, a region."""
-    return {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-            "AWS_DEFAULT_REGION": "us-east-1"}
+    return {
+        "AWS_ENDPOINT_URL": url,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
 
 
 def ensure_localstack() -> str:

@@ -13,11 +13,13 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs(path: Path, database_url: str, schema_name: str, monkeypatch: pytest.MonkeyPatch,
-                       tmp_path: Path) -> None:
+def test_notebook_runs(
+    path: Path, database_url: str, schema_name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("OPENMART_DATABASE_URL", database_url)
     monkeypatch.setenv("OPENMART_SCHEMA", schema_name)
     monkeypatch.setenv("OPENMART_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("OPENMART_REPO", str(path.parents[1]))
     if path.name.startswith("01_"):
         from tests.localstack_support import aws_env, ensure_localstack
 
@@ -25,5 +27,6 @@ def test_notebook_runs(path: Path, database_url: str, schema_name: str, monkeypa
             monkeypatch.setenv(k, v)
     nb = nbformat.read(path, as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "outputs must be cleared"
-    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}},
-                   env=dict(os.environ)).execute()
+    NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}, env=dict(os.environ)
+    ).execute()

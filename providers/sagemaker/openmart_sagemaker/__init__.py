@@ -1,0 +1,265 @@
+"""openmart's ``sagemaker`` provider: endpoints on Amazon SageMaker, through boto3.
+
+Credentials come from the standard AWS chain (environment, shared config, instance role);
+a binding stores a ``region`` and optionally a ``profile`` or a ``role_arn`` to assume — never
+keys. Another endpoint (LocalStack) is reached only through the standard ``AWS_ENDPOINT_URL``.
+
+Settings: ``region`` (required), ``profile``, ``role_arn``, ``content_type`` (``text/csv``
+default, or ``application/json``), ``accept`` (default ``application/json``), ``prediction`` /
+``probability`` (JSON paths into the answer; defaults ``$.predictions[*].predicted_label`` and
+``$.predictions[*].score``, the built-in algorithms' shape), ``label_map``, ``batch_size`` (rows
+per invoke, default 500), ``retries`` (default 4, throttling included).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import pandas as pd
+
+from openmart.errors import (
+    NotFound,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderHTTPError,
+    ProviderResponseError,
+    ProviderThrottled,
+    ValidationError,
+)
+from openmart.providers import httpkit
+from openmart.providers.base import Deployment, ScoreResult
+
+_THROTTLING = {
+    "ThrottlingException",
+    "Throttling",
+    "TooManyRequestsException",
+    "ServiceUnavailable",
+    "RequestLimitExceeded",
+}
+
+
+class SageMakerProvider:
+    kind: ClassVar[str] = "sagemaker"
+    settings_help: ClassVar[Mapping[str, str]] = {
+        "region": "AWS region (required)",
+        "profile": "a profile of the shared AWS config (optional)",
+        "role_arn": "a role to assume through STS (optional)",
+        "content_type": "text/csv (default) or application/json",
+        "accept": "application/json (default) or text/csv",
+        "prediction": "JSON path to predictions (default $.predictions[*].predicted_label)",
+        "probability": "JSON path to probabilities (default $.predictions[*].score)",
+        "label_map": 'JSON object mapping model outputs to class labels, e.g. {"yes": 1}',
+        "batch_size": "rows per invoke_endpoint call (default 500)",
+        "retries": "retries of throttling and transient failures (default 4)",
+    }
+
+    def __init__(self, settings: Mapping[str, str], session: Any = None) -> None:
+        import boto3
+
+        self.settings = dict(settings)
+        self.region = settings["region"]
+        self.content_type = settings.get("content_type", "text/csv")
+        self.accept = settings.get("accept", "application/json")
+        self.prediction_path = settings.get("prediction", "$.predictions[*].predicted_label")
+        self.probability_path = settings.get("probability", "$.predictions[*].score")
+        self._probability_required = "probability" in settings
+        self.label_map = httpkit.label_map(settings)
+        self.batch_size = int(httpkit.number(settings, "batch_size", 500))
+        self.retries = int(httpkit.number(settings, "retries", 4))
+        session = session or boto3.Session(profile_name=settings.get("profile") or None, region_name=self.region)
+        if settings.get("role_arn"):
+            creds = session.client("sts").assume_role(RoleArn=settings["role_arn"], RoleSessionName="openmart")[
+                "Credentials"
+            ]
+            session = boto3.Session(
+                aws_access_key_id=creds["AccessKeyId"],
+                aws_secret_access_key=creds["SecretAccessKey"],
+                aws_session_token=creds["SessionToken"],
+                region_name=self.region,
+            )
+        self.session = session
+        self.sagemaker = session.client("sagemaker")
+        self.runtime = session.client("sagemaker-runtime")
+
+    @classmethod
+    def validate_settings(cls, settings: Mapping[str, str]) -> dict[str, str]:
+        for key in settings:
+            if "key" in key.lower() or "secret" in key.lower() or "token" in key.lower():
+                raise ValidationError(
+                    f"setting {key!r}: AWS credentials are never stored; use the standard "
+                    "credential chain, a profile or a role_arn",
+                    column=key,
+                )
+        unknown = sorted(set(settings) - set(cls.settings_help))
+        if unknown:
+            raise ValidationError(f"sagemaker provider: unknown setting(s) {unknown}", column=unknown[0])
+        if not settings.get("region"):
+            raise ValidationError("sagemaker provider: setting region is required", column="region")
+        if settings.get("content_type", "text/csv") not in ("text/csv", "application/json"):
+            raise ValidationError(
+                "sagemaker provider: content_type must be text/csv or application/json", column="content_type"
+            )
+        httpkit.label_map(settings)
+        return dict(settings)
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, str]) -> SageMakerProvider:
+        cls.validate_settings(settings)
+        return cls(settings)
+
+    # -- errors ---------------------------------------------------------------------------------
+    def _call(self, fn: Any, **kwargs: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+        attempt = 0
+        while True:
+            try:
+                return fn(**kwargs)
+            except ClientError as exc:
+                err = exc.response.get("Error", {})
+                code, message = err.get("Code", ""), err.get("Message", str(exc))
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if code in _THROTTLING or (status or 0) >= 500:
+                    if attempt < self.retries:
+                        time.sleep(min(0.2 * 2**attempt, 5))
+                        attempt += 1
+                        continue
+                    if code in _THROTTLING:
+                        raise ProviderThrottled(f"SageMaker throttled the call ({code}): {message}") from exc
+                if code == "ValidationException" and "not found" in message.lower() or code == "ResourceNotFound":
+                    raise NotFound(f"SageMaker: {message}") from exc
+                if code == "ModelError":
+                    raise ProviderHTTPError(
+                        f"the model failed: {exc.response.get('OriginalMessage', message)}",
+                        status=exc.response.get("OriginalStatusCode", status),
+                    ) from exc
+                raise ProviderHTTPError(f"SageMaker {code}: {message}", status=status) from exc
+            except EndpointConnectionError as exc:
+                if attempt < self.retries:
+                    time.sleep(min(0.2 * 2**attempt, 5))
+                    attempt += 1
+                    continue
+                raise ProviderConnectionError(f"cannot reach SageMaker: {exc}") from exc
+            except BotoCoreError as exc:
+                raise ProviderError(f"SageMaker call failed: {exc}") from exc
+
+    # -- the protocol ---------------------------------------------------------------------------
+    def list_deployments(self) -> list[Deployment]:
+        found, token = [], None
+        while True:
+            page = self._call(self.sagemaker.list_endpoints, **({"NextToken": token} if token else {}))
+            for e in page.get("Endpoints", []):
+                found.append(
+                    Deployment(
+                        e["EndpointName"],
+                        e["EndpointName"],
+                        "endpoint",
+                        {"status": e.get("EndpointStatus"), "arn": e.get("EndpointArn")},
+                    )
+                )
+            token = page.get("NextToken")
+            if not token:
+                return found
+
+    def describe(self, deployment_id: str) -> Deployment:
+        ep = self._call(self.sagemaker.describe_endpoint, EndpointName=deployment_id)
+        cfg = self._call(self.sagemaker.describe_endpoint_config, EndpointConfigName=ep["EndpointConfigName"])
+        variants = []
+        for v in cfg.get("ProductionVariants", []):
+            model = self._call(self.sagemaker.describe_model, ModelName=v["ModelName"])
+            container = model.get("PrimaryContainer", {})
+            variants.append(
+                {
+                    "name": v["VariantName"],
+                    "model": v["ModelName"],
+                    "instance_type": v.get("InstanceType"),
+                    "image": container.get("Image"),
+                    "model_data_url": container.get("ModelDataUrl"),
+                }
+            )
+        return Deployment(
+            deployment_id,
+            deployment_id,
+            "endpoint",
+            {
+                "status": ep.get("EndpointStatus"),
+                "config": ep["EndpointConfigName"],
+                "variants": variants,
+                "data_capture": cfg.get("DataCaptureConfig") or None,
+            },
+        )
+
+    def close(self) -> None:
+        pass
+
+    def _body(self, records: pd.DataFrame) -> bytes:
+        if self.content_type == "text/csv":
+            buf = io.StringIO()
+            csv.writer(buf, lineterminator="\n").writerows(records.itertuples(index=False, name=None))
+            return buf.getvalue().encode()
+        return json.dumps({"instances": records.to_numpy().tolist()}).encode()
+
+    def decode(self, body: bytes, content_type: str, n: int) -> tuple[list[Any], list[Any] | None]:
+        """Predictions and probabilities of an answer (JSON by the paths; CSV as label[,score])."""
+        if content_type.startswith("text/csv"):
+            rows = [r for r in csv.reader(io.StringIO(body.decode())) if r]
+            preds = [_number(r[0]) for r in rows]
+            probs = [float(r[1]) for r in rows] if rows and all(len(r) > 1 for r in rows) else None
+        else:
+            document = json.loads(body)
+            preds = httpkit.outputs(document, self.prediction_path)
+            try:
+                probs = httpkit.outputs(document, self.probability_path)
+            except ProviderResponseError:
+                if self._probability_required:
+                    raise
+                probs = None
+        if len(preds) != n:
+            raise ProviderResponseError(f"{len(preds)} predictions for {n} records")
+        return httpkit.apply_label_map(preds, self.label_map), probs
+
+    def invoke(
+        self, deployment_id: str, body: bytes, content_type: str, inference_id: str | None = None
+    ) -> tuple[bytes, str]:
+        kwargs: dict[str, Any] = {
+            "EndpointName": deployment_id,
+            "ContentType": content_type,
+            "Body": body,
+            "Accept": self.accept,
+        }
+        if inference_id:
+            kwargs["InferenceId"] = inference_id
+        answer = self._call(self.runtime.invoke_endpoint, **kwargs)
+        return answer["Body"].read(), answer.get("ContentType", self.accept)
+
+    def score(self, deployment_id: str, records: pd.DataFrame) -> ScoreResult:
+        started = time.perf_counter()
+        preds: list[Any] = []
+        probs: list[Any] | None = []
+        ids: list[str] = []
+        calls = 0
+        for start in range(0, len(records), self.batch_size):
+            part = records.iloc[start : start + self.batch_size]
+            # the InferenceId lands in Data Capture: ingesting it later finds these rows already logged
+            inference_id = str(uuid.uuid4())
+            body, ctype = self.invoke(deployment_id, self._body(part), self.content_type, inference_id)
+            p, q = self.decode(body, ctype, len(part))
+            preds += p
+            probs = None if probs is None or q is None else probs + q
+            ids += [inference_id] if len(part) == 1 else [f"{inference_id}-{k}" for k in range(1, len(part) + 1)]
+            calls += 1
+        return ScoreResult(preds, probs, calls, (time.perf_counter() - started) * 1000, record_ids=ids)
+
+
+def _number(text: str) -> Any:
+    try:
+        value = float(text)
+        return int(value) if value.is_integer() else value
+    except ValueError:
+        return text

@@ -42,9 +42,13 @@ class IngestReport:
     errors: list[tuple[str, int, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"files": self.files, "events": self.events, "ingested": self.ingested,
-                "skipped_duplicates": self.skipped_duplicates,
-                "errors": [{"file": f, "line": n, "reason": r} for f, n, r in self.errors]}
+        return {
+            "files": self.files,
+            "events": self.events,
+            "ingested": self.ingested,
+            "skipped_duplicates": self.skipped_duplicates,
+            "errors": [{"file": f, "line": n, "reason": r} for f, n, r in self.errors],
+        }
 
 
 def _split(uri: str) -> tuple[str, str]:
@@ -154,8 +158,11 @@ def _after(key: str, since: datetime) -> bool:
         y, m, d, h = (int(p) for p in parts[-5:-1])
     except ValueError:
         return True
-    return pd.Timestamp(year=y, month=m, day=d, hour=h, tz="UTC") >= pd.Timestamp(since).tz_convert("UTC").floor("h") \
-        if pd.Timestamp(since).tzinfo else pd.Timestamp(year=y, month=m, day=d, hour=h) >= pd.Timestamp(since).floor("h")
+    return (
+        pd.Timestamp(year=y, month=m, day=d, hour=h, tz="UTC") >= pd.Timestamp(since).tz_convert("UTC").floor("h")
+        if pd.Timestamp(since).tzinfo
+        else pd.Timestamp(year=y, month=m, day=d, hour=h) >= pd.Timestamp(since).floor("h")
+    )
 
 
 def ingest_ground_truth(sub: Subscription, s3_uri: str) -> IngestReport:
@@ -200,8 +207,9 @@ def ingest_ground_truth(sub: Subscription, s3_uri: str) -> IngestReport:
         raw_conn.close()
     missing = set(wanted) - set(payload["scoring_id"])
     for sid in sorted(missing):
-        report.errors.append((s3_uri, 0, f"ground truth for {sid!r}: no payload record with that id (ingest capture "
-                                         "first)"))
+        report.errors.append(
+            (s3_uri, 0, f"ground truth for {sid!r}: no payload record with that id (ingest capture first)")
+        )
     if payload.empty:
         return report
     label_values = [labels[i] for i in payload["scoring_id"]]

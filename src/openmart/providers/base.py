@@ -34,6 +34,9 @@ class ScoreResult:
     probabilities: list[Any] | None = None
     requests: int = 1
     elapsed_ms: float = 0.0
+    #: the ids the platform itself records the rows under (SageMaker's InferenceId), so that
+    #: traffic captured there and logged here is the same record
+    record_ids: list[str] | None = None
 
     def __post_init__(self) -> None:
         if self.probabilities is not None and len(self.probabilities) != len(self.predictions):

@@ -47,7 +47,8 @@ def score_frame(sub: Subscription, records: pd.DataFrame, *, provider: Provider 
     ]
     out = records.loc[:, keep].copy()
     if "scoring_id" not in out.columns:
-        out.insert(0, "scoring_id", new_scoring_ids(len(out)).to_pylist())
+        ids = result.record_ids if result.record_ids is not None else new_scoring_ids(len(out)).to_pylist()
+        out.insert(0, "scoring_id", ids)
     out[schema.prediction] = list(result.predictions)
     if schema.probability and result.probabilities is not None:
         out[schema.probability] = list(result.probabilities)

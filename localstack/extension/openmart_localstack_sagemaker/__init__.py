@@ -1,0 +1,1 @@
+"""SageMaker for LocalStack: control plane from moto, models really served, Data Capture to S3."""
