@@ -2,35 +2,25 @@
 
 from __future__ import annotations
 
-import threading
-import time
-
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 
 import openmart
-from openmart.deployments.launch import free_port, start_algorithmia, start_fastapi
-from openmart.scoring.proxy import SCORING_ID_HEADER, build_app
+from openmart.deployments.launch import start_algorithmia, start_fastapi
+from openmart.scoring.proxy import SCORING_ID_HEADER, CaptureProxy
 from tests.models import train_credit
 
 FEATURES = ["sex", "income", "debt"]
 
 
 class _Proxy:
-    def __init__(self, app) -> None:  # type: ignore[no-untyped-def]
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        while not self.server.started:
-            time.sleep(0.02)
-        self.url = f"http://127.0.0.1:{self.port}"
+    def __init__(self, app: CaptureProxy) -> None:
+        self.app = app
+        self.url = app.start_in_thread()
 
     def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+        self.app.stop()
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +35,7 @@ def test_proxy_single_record_fastapi(mart: openmart.Mart, model) -> None:
         sub = mart.subscriptions.add(
             "credit", reference=data, label="label", problem_type="binary", binding="api", deployment="/predict"
         )
-        app = build_app(sub)
+        app = CaptureProxy(sub)
         proxy = _Proxy(app)
         try:
             record = {"sex": "female", "income": 42.5, "debt": 30.0}
@@ -55,7 +45,7 @@ def test_proxy_single_record_fastapi(mart: openmart.Mart, model) -> None:
             sid = through.headers[SCORING_ID_HEADER]
             health = httpx.get(f"{proxy.url}/health")  # other routes pass through, not captured
             assert health.status_code == 200 and SCORING_ID_HEADER not in health.headers
-            assert app.state.capture.flush(10)
+            assert app.capture.flush(10)
             rows = sub.payload.read().set_index("scoring_id")
             assert list(rows.index) == [sid]
             row = rows.loc[sid]
@@ -79,14 +69,14 @@ def test_proxy_batch_algorithmia(mart: openmart.Mart, model) -> None:
             binding="host",
             deployment="demo/credit/1.0.0",
         )
-        app = build_app(sub)
+        app = CaptureProxy(sub)
         proxy = _Proxy(app)
         try:
             records = data.loc[:9, FEATURES].to_dict(orient="records")
             answer = httpx.post(f"{proxy.url}/v1/algo/demo/credit/1.0.0", json=records)
             assert answer.status_code == 200
             sid = answer.headers[SCORING_ID_HEADER]
-            assert app.state.capture.flush(10)
+            assert app.capture.flush(10)
             rows = sub.payload.read().set_index("scoring_id")
             assert sorted(rows.index) == sorted(f"{sid}-{k}" for k in range(1, 11))  # OpenScale's <id>-n
             ordered = rows.loc[[f"{sid}-{k}" for k in range(1, 11)]]
@@ -94,7 +84,7 @@ def test_proxy_batch_algorithmia(mart: openmart.Mart, model) -> None:
             assert np.allclose(ordered["income"], data.loc[:9, "income"])
             bad = httpx.post(f"{proxy.url}/v1/algo/demo/credit/1.0.0", json=[{"sex": "male"}])
             assert bad.status_code == 400 and SCORING_ID_HEADER not in bad.headers  # failures are not logged
-            assert app.state.capture.flush(10) and sub.payload.count() == 10
+            assert app.capture.flush(10) and sub.payload.count() == 10
         finally:
             proxy.stop()
 

@@ -17,8 +17,6 @@
 from __future__ import annotations
 
 import contextlib
-import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -112,9 +110,9 @@ def run(
     concurrency: int = 8,
 ) -> QuickstartResult:
     """Run the story; ``step(description, done, total)`` reports progress."""
-    from openmart.deployments.launch import free_port, start_fastapi
+    from openmart.deployments.launch import start_fastapi
     from openmart.report import write_report
-    from openmart.scoring.proxy import SCORING_ID_HEADER, build_app
+    from openmart.scoring.proxy import SCORING_ID_HEADER, CaptureProxy
 
     def say(text: str, done: int = 0, total: int = 0) -> None:
         if step:
@@ -141,16 +139,8 @@ def run(
             categorical=["sex"],
             asset_revision="1",
         )
-        import uvicorn
-
-        app = build_app(sub)
-        port = free_port()
-        proxy_server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=proxy_server.run, daemon=True)
-        thread.start()
-        while not proxy_server.started:
-            time.sleep(0.02)
-        proxy = f"http://127.0.0.1:{port}/predict"
+        app = proxy_server = CaptureProxy(sub)
+        proxy = f"{app.start_in_thread()}/predict"
 
         sub.monitors.enable("quality", thresholds=["roc_auc=0.72"], min_records=50)
         sub.monitors.enable(
@@ -184,7 +174,7 @@ def run(
                         sent += 1
                         if sent % 50 == 0 or sent == records:
                             say("sending traffic through the capture proxy", sent, records)
-                app.state.capture.flush(60)
+                app.capture.flush(60)
                 # ground truth arrives for 60% of the records
                 labelled = np.arange(len(chunk)) % 5 < 3
                 feedback = chunk[labelled].assign(
@@ -204,7 +194,7 @@ def run(
         return result
     finally:
         if proxy_server is not None:
-            proxy_server.should_exit = True
+            proxy_server.stop()
         deployment.stop()
 
 

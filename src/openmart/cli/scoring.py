@@ -76,11 +76,8 @@ def proxy(
 
     Example: openmart proxy credit --port 8080
     """
-    import uvicorn
-
-    from openmart.scoring.proxy import build_app
+    from openmart.scoring.proxy import serve
 
     sub = state(ctx).mart.subscriptions.get(subscription)
-    app = build_app(sub)
     err.print(f"capture proxy for {subscription!r} on http://{host}:{port} -> {sub.deployment_id}")
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    serve(sub, host, port)
