@@ -274,3 +274,40 @@ def test_sampling_zero_writes_no_capture(aws) -> None:  # type: ignore[no-untype
         sm.delete_endpoint(EndpointName=name)
     with pytest.raises(rt.exceptions.ClientError, match="not found"):
         rt.invoke_endpoint(EndpointName=name, ContentType="text/csv", Body="1,2,3,4,5")
+
+
+def test_xgboost_artifact_served_with_json(aws, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import xgboost
+
+    x, y = load_breast_cancer(return_X_y=True)
+    booster = xgboost.train({"objective": "binary:logistic", "max_depth": 3}, xgboost.DMatrix(x, label=y), 20)
+    booster.save_model(str(tmp_path / "xgboost-model"))
+    name = f"xgb-{uuid.uuid4().hex[:8]}"
+    sm, s3, rt = boto3.client("sagemaker"), boto3.client("s3"), boto3.client("sagemaker-runtime")
+    s3.put_object(
+        Bucket="openmart-models",
+        Key=f"{name}/model.tar.gz",
+        Body=_tar("xgboost-model", (tmp_path / "xgboost-model").read_bytes()),
+    )
+    sm.create_model(
+        ModelName=name,
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={"Image": "xgboost", "ModelDataUrl": f"s3://openmart-models/{name}/model.tar.gz"},
+    )
+    sm.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[
+            {"VariantName": "AllTraffic", "ModelName": name, "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}
+        ],
+    )
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    try:
+        assert "DataCaptureConfig" not in sm.describe_endpoint(EndpointName=name)  # capture off: omitted, as AWS does
+        answer = rt.invoke_endpoint(
+            EndpointName=name, ContentType="application/json", Body=json.dumps({"instances": x[:25].tolist()})
+        )
+        scores = [p["score"] for p in json.loads(answer["Body"].read())["predictions"]]
+        assert np.allclose(scores, booster.predict(xgboost.DMatrix(x[:25])), atol=1e-6)
+        assert answer["InvokedProductionVariant"] == "AllTraffic"
+    finally:
+        sm.delete_endpoint(EndpointName=name)
