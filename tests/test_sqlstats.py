@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 import openmart
 from openmart.evaluation.window import Window
 from openmart.monitors import sqlstats
 
 
-def test_histograms_value_counts_and_moments_match_numpy(mart: openmart.Mart) -> None:
+def test_summaries_and_counts_match_numpy(mart: openmart.Mart) -> None:
     rng = np.random.default_rng(7)
     n = 5000
     frame = pd.DataFrame(
@@ -25,23 +26,22 @@ def test_histograms_value_counts_and_moments_match_numpy(mart: openmart.Mart) ->
     sub = mart.subscriptions.add("h", reference=frame, label="label", problem_type="binary")
     sub.payload.log(frame.drop(columns="label").assign(prediction=frame["label"]))
     sql, params = Window().payload_sql(sub.payload.table)
-    edges = {
-        "a": ("a", np.quantile(frame["a"].dropna(), np.linspace(0.1, 0.9, 9))),
-        "b b": ("b b", np.array([0.5, 1.0, 2.0])),
-        "b2": ("b b", np.array([1.5])),
-    }
+    edges = {"a": np.quantile(frame["a"].dropna(), np.linspace(0.1, 0.9, 9)), "b b": np.array([0.5, 1.0, 2.0])}
+    tasks = {c: (lambda r, c=c: sqlstats.numeric_summary(r, sql, params, c, edges[c])) for c in edges}
+    tasks["c"] = lambda r: sqlstats.column_counts(r, sql, params, "c")
+    got = sqlstats.per_column(mart.engine.raw_connection, tasks)
+    for col, e in edges.items():
+        values = frame[col].dropna().to_numpy()
+        bucket = np.searchsorted(e, values, side="right")
+        assert got[col].counts.tolist() == np.bincount(bucket, minlength=len(e) + 1).tolist()
+        assert np.allclose(got[col].sums, np.bincount(bucket, weights=values, minlength=len(e) + 1))
+        m = got[col].moments
+        assert m.count == len(values) and m.nulls == frame[col].isna().sum()
+        assert m.mean == pytest.approx(values.mean()) and m.std == pytest.approx(values.std(ddof=1))
+        assert (m.min, m.max) == pytest.approx((values.min(), values.max()))
+    assert got["c"] == frame["c"].value_counts().to_dict()
     raw = mart.engine.raw_connection()
     try:
-        hist = sqlstats.histograms(raw, sql, params, edges)
-        for key, (col, e) in edges.items():
-            values = frame[col].dropna().to_numpy()
-            expected = np.bincount(np.searchsorted(e, values, side="right"), minlength=len(e) + 1)
-            assert hist[key].tolist() == expected.tolist()
-        counts = sqlstats.value_counts(raw, sql, params, ["c"])
-        assert counts["c"] == frame["c"].value_counts().to_dict()
-        mom = sqlstats.moments(raw, sql, params, ["a"])["a"]
-        assert mom.count == frame["a"].count() and mom.nulls == frame["a"].isna().sum()
-        assert np.isclose(mom.mean, frame["a"].mean()) and np.isclose(mom.std, frame["a"].std())
         last_sql, last_params = Window(last=100).payload_sql(sub.payload.table)
         assert sqlstats.count(raw, last_sql, last_params) == 100
     finally:

@@ -173,7 +173,9 @@ class AlgorithmiaProvider:
         preds, probs = self._decode(result, len(records))
         return ScoreResult(preds, probs, 1, (time.perf_counter() - started) * 1000)
 
-    def parse_exchange(self, request: bytes, response: bytes) -> tuple[pd.DataFrame, list[Any], list[Any] | None]:
-        frame = httpkit.decode_request(json.loads(request), self.input)
-        preds, probs = self._decode(self._result(json.loads(response), "(captured)"), len(frame))
-        return frame, preds, probs
+    def parse_exchange(
+        self, request: bytes, response: bytes
+    ) -> tuple[list[dict[str, Any]], list[Any], list[Any] | None]:
+        rows = httpkit.decode_request(json.loads(request), self.input)
+        preds, probs = self._decode(self._result(json.loads(response), "(captured)"), len(rows))
+        return rows, preds, probs

@@ -174,8 +174,10 @@ class CustomProvider:
             requests = 1
         return ScoreResult(preds, probs, requests, (time.perf_counter() - started) * 1000)
 
-    def parse_exchange(self, request: bytes, response: bytes) -> tuple[pd.DataFrame, list[Any], list[Any] | None]:
+    def parse_exchange(
+        self, request: bytes, response: bytes
+    ) -> tuple[list[dict[str, Any]], list[Any], list[Any] | None]:
         """Records, predictions and probabilities of one captured request/response pair."""
-        frame = httpkit.decode_request(json.loads(request), self.mode, self.records_field)
-        preds, probs = self._decode(json.loads(response), len(frame))
-        return frame, preds, probs
+        rows = httpkit.decode_request(json.loads(request), self.mode, self.records_field)
+        preds, probs = self._decode(json.loads(response), len(rows))
+        return rows, preds, probs

@@ -37,12 +37,16 @@ class ServedModel:
         """``{"predictions": [...], "probabilities": [...]}``: for two classes the positive
         class's probability, for more one list per record."""
         frame = self.frame(records)
-        preds = self.estimator.predict(frame)
-        out: dict[str, list[Any]] = {"predictions": [_py(v) for v in preds]}
-        if hasattr(self.estimator, "predict_proba"):
+        if hasattr(self.estimator, "predict_proba") and self.classes is not None:
+            # one pass through the model: the predicted class is the most probable one (what
+            # predict() does for these estimators), which halves the work per request
             proba = self.estimator.predict_proba(frame)
-            out["probabilities"] = proba[:, 1].tolist() if proba.shape[1] == 2 else proba.tolist()
-        return out
+            preds = np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)]
+            return {
+                "predictions": [_py(v) for v in preds],
+                "probabilities": proba[:, 1].tolist() if proba.shape[1] == 2 else proba.tolist(),
+            }
+        return {"predictions": [_py(v) for v in self.estimator.predict(frame)]}
 
 
 def _py(value: Any) -> Any:

@@ -100,61 +100,6 @@ def per_column(connect: Any, tasks: Mapping[Any, Any], workers: int = 2) -> dict
     return out
 
 
-def histograms(
-    raw: Any, window_sql: str, params: Mapping[str, Any], edges: Mapping[Any, tuple[str, Sequence[float]]]
-) -> dict[Any, np.ndarray]:
-    """Counts per bucket (``len(edges)+1`` buckets) for each ``key -> (column, edges)``, in one
-    scan that pairs every row with every key: right for a few columns, slow for many (use
-    :func:`numeric_summaries` there)."""
-    if not edges:
-        return {}
-    keys = list(edges)
-    values, args = [], dict(params)
-    for i, key in enumerate(keys):
-        column, cuts = edges[key]
-        args[f"h_e{i}"] = [float(e) for e in cuts]
-        values.append(f"({i}, w.{quote(column)}, %(h_e{i})s::float8[])")
-    sql = (
-        f"SELECT v.i, width_bucket(v.x, v.e) AS b, count(*) FROM ({window_sql}) w, "
-        f"LATERAL (VALUES {', '.join(values)}) v(i, x, e) WHERE v.x IS NOT NULL GROUP BY 1, 2"
-    )
-    out = {key: np.zeros(len(edges[key][1]) + 1, dtype=np.int64) for key in keys}
-    for i, bucket, count in _run(raw, sql, args):
-        out[keys[i]][bucket] = count
-    return out
-
-
-def value_counts(
-    raw: Any, window_sql: str, params: Mapping[str, Any], columns: Sequence[str], as_text: bool = True
-) -> dict[str, dict[str, int]]:
-    """Counts of each distinct value for each column (as text), one scan; NULLs under None."""
-    if not columns:
-        return {}
-    values = ", ".join(f"({i}, w.{quote(c)}::text)" for i, c in enumerate(columns))
-    sql = f"SELECT v.i, v.x, count(*) FROM ({window_sql}) w, LATERAL (VALUES {values}) v(i, x) GROUP BY 1, 2"
-    out: dict[str, dict[str, int]] = {c: {} for c in columns}
-    for i, value, count in _run(raw, sql, params):
-        out[columns[i]][value] = int(count)
-    return out
-
-
-def moments(raw: Any, window_sql: str, params: Mapping[str, Any], columns: Sequence[str]) -> dict[str, Moments]:
-    """count, nulls, mean, sample std, min and max of numeric columns, one scan."""
-    if not columns:
-        return {}
-    parts = ["count(*)"]
-    for c in columns:
-        q = f"w.{quote(c)}"
-        parts += [f"count({q})", f"avg({q})", f"stddev_samp({q})", f"min({q})", f"max({q})"]
-    (row,) = _run(raw, f"SELECT {', '.join(parts)} FROM ({window_sql}) w", params)
-    total = int(row[0])
-    out = {}
-    for k, c in enumerate(columns):
-        n, mean, std, lo, hi = row[1 + 5 * k : 6 + 5 * k]
-        out[c] = Moments(int(n), total - int(n), _f(mean), _f(std), _f(lo), _f(hi))
-    return out
-
-
 def count(raw: Any, window_sql: str, params: Mapping[str, Any]) -> int:
     (row,) = _run(raw, f"SELECT count(*) FROM ({window_sql}) w", params)
     return int(row[0])

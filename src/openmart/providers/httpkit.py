@@ -112,18 +112,21 @@ def encode(records: pd.DataFrame, mode: str, records_key: str | None = None) -> 
     raise ValidationError(f"unknown encoding mode {mode!r} (choose from {', '.join(MODES)})", column="mode")
 
 
-def decode_request(body: Any, mode: str, records_key: str | None = None) -> pd.DataFrame:
-    """The records a captured request carried."""
+def decode_request(body: Any, mode: str, records_key: str | None = None) -> list[dict[str, Any]]:
+    """The records a captured request carried, as plain dicts (cheap: the capture proxy decodes
+    every exchange, and builds one DataFrame per batch of them)."""
     if mode == "single":
-        return pd.DataFrame([body])
+        return [body]
     if mode == "records":
-        return pd.DataFrame(body[records_key] if records_key else body)
+        return list(body[records_key] if records_key else body)
     if mode == "fields_values":
-        return pd.DataFrame(body["values"], columns=body["fields"])
+        return [dict(zip(body["fields"], row, strict=True)) for row in body["values"]]
     if mode == "pandas_split":
-        return pd.DataFrame(body["data"], columns=body["columns"])
+        return [dict(zip(body["columns"], row, strict=True)) for row in body["data"]]
     if mode == "pandas_json":
-        return pd.DataFrame({c: [v[k] for k in _ordered_keys(v)] for c, v in body.items()})
+        columns = list(body)
+        keys = _ordered_keys(body[columns[0]]) if columns else []
+        return [{c: body[c][k] for c in columns} for k in keys]
     raise ValidationError(f"unknown encoding mode {mode!r}", column="mode")
 
 

@@ -50,21 +50,27 @@ def exchange_parser(sub: Subscription, provider: Provider):  # type: ignore[no-u
     schema = sub.schema
 
     def parse(exchanges: Sequence[Exchange]) -> pd.DataFrame:
-        frames = []
+        rows: list[dict] = []
+        ids, stamps, times, preds, probs = [], [], [], [], []
         for ex in exchanges:
             records, predictions, probabilities = provider.parse_exchange(ex.request, ex.response)
-            frame = records.reset_index(drop=True).copy()
-            n = len(frame)
-            frame["scoring_id"] = [ex.scoring_id] if n == 1 else [f"{ex.scoring_id}-{k}" for k in range(1, n + 1)]
-            frame["scoring_timestamp"] = ex.timestamp
-            frame["response_time"] = ex.response_time_ms
-            frame[schema.prediction] = list(predictions)
-            if schema.probability and probabilities is not None:
-                frame[schema.probability] = list(probabilities)
-            if sub.asset_revision:
-                frame["asset_revision"] = sub.asset_revision
-            frames.append(frame)
-        return pd.concat(frames, ignore_index=True)
+            n = len(records)
+            rows += records
+            ids += [ex.scoring_id] if n == 1 else [f"{ex.scoring_id}-{k}" for k in range(1, n + 1)]
+            stamps += [ex.timestamp] * n
+            times += [ex.response_time_ms] * n
+            preds += list(predictions)
+            probs += list(probabilities) if probabilities is not None else [None] * n
+        frame = pd.DataFrame.from_records(rows)  # one frame for the whole batch
+        frame["scoring_id"] = ids
+        frame["scoring_timestamp"] = stamps
+        frame["response_time"] = times
+        frame[schema.prediction] = preds
+        if schema.probability and any(p is not None for p in probs):
+            frame[schema.probability] = probs
+        if sub.asset_revision:
+            frame["asset_revision"] = sub.asset_revision
+        return frame
 
     return parse
 
