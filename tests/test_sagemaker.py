@@ -311,3 +311,52 @@ def test_xgboost_artifact_served_with_json(aws, tmp_path) -> None:  # type: igno
         assert answer["InvokedProductionVariant"] == "AllTraffic"
     finally:
         sm.delete_endpoint(EndpointName=name)
+
+
+def test_since_skips_older_events(endpoint, mart: openmart.Mart) -> None:
+    name, model, frame, features = endpoint
+    mart.bindings.add("aws", "sagemaker", {"region": "us-east-1"})
+    sub = mart.subscriptions.add(
+        "since", reference=frame, label="target", problem_type="binary", binding="aws", deployment=name
+    )
+    x = frame[features].iloc[200:201].to_numpy()
+    out = json.dumps({"predictions": [{"predicted_label": 1, "score": 0.9}]})
+
+    def event(eid: str, when: str) -> str:
+        return json.dumps(
+            {
+                "captureData": {
+                    "endpointInput": {
+                        "observedContentType": "text/csv",
+                        "mode": "INPUT",
+                        "encoding": "CSV",
+                        "data": ",".join(str(v) for v in x[0]),
+                    },
+                    "endpointOutput": {
+                        "observedContentType": "application/json",
+                        "mode": "OUTPUT",
+                        "encoding": "JSON",
+                        "data": out,
+                    },
+                },
+                "eventMetadata": {"eventId": eid, "inferenceTime": when},
+                "eventVersion": "0",
+            }
+        )
+
+    s3 = boto3.client("s3")
+    s3.put_object(
+        Bucket="openmart-capture",
+        Key=f"since/{name}/AllTraffic/2026/11/21/09/a.jsonl",
+        Body=event("old", "2026-11-21T09:10:00.000Z").encode(),
+    )
+    s3.put_object(
+        Bucket="openmart-capture",
+        Key=f"since/{name}/AllTraffic/2026/11/22/10/b.jsonl",
+        Body=(event("early", "2026-11-22T10:05:00.000Z") + "\n" + event("late", "2026-11-22T10:45:00.000Z")),
+    )
+    from datetime import datetime
+
+    report = ingest_capture(sub, s3_uri=f"s3://openmart-capture/since/{name}/", since=datetime(2026, 11, 22, 10, 30))
+    assert report.files == 1 and report.errors == [] and report.ingested == 1
+    assert sub.payload.read()["scoring_id"].tolist() == ["late"]

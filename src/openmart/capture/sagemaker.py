@@ -20,6 +20,7 @@ import base64
 import csv
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -83,6 +84,16 @@ def _objects(s3: Any, bucket: str, prefix: str) -> list[str]:
         token = page["NextContinuationToken"]
 
 
+def _lines(s3: Any, bucket: str, keys: list[str], report: IngestReport) -> Iterator[tuple[str, int, str]]:
+    """(file, line number, line) of every non-empty line of the JSON-lines files."""
+    for key in keys:
+        report.files += 1
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+        for number, line in enumerate(body.splitlines(), start=1):
+            if line.strip():
+                yield f"s3://{bucket}/{key}", number, line
+
+
 def _existing(sub: Subscription, table: str, ids: list[str]) -> set[str]:
     if not ids:
         return set()
@@ -109,35 +120,28 @@ def ingest_capture(sub: Subscription, *, s3_uri: str | None = None, since: datet
     report = IngestReport()
     schema = sub.schema
     frames: list[pd.DataFrame] = []
-    for key in _objects(s3, bucket, prefix):
-        if since is not None and not _after(key, since):
-            continue
-        report.files += 1
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
-        for number, line in enumerate(body.splitlines(), start=1):
-            if not line.strip():
+    since_utc = _utc(since) if since is not None else None
+    keys = [k for k in _objects(s3, bucket, prefix) if since_utc is None or _after(k, since_utc)]
+    for file, number, line in _lines(s3, bucket, keys, report):
+        try:
+            event = json.loads(line)
+            meta = event["eventMetadata"]
+            sid = meta.get("inferenceId") or meta["eventId"]
+            rows = _rows(*_data(event["captureData"]["endpointInput"]))
+            out_raw, out_type = _data(event["captureData"]["endpointOutput"])
+            preds, probs = provider.decode(out_raw, out_type, len(rows))
+            frame = pd.DataFrame(rows, columns=schema.feature_names)
+            frame["scoring_id"] = [sid] if len(rows) == 1 else [f"{sid}-{k}" for k in range(1, len(rows) + 1)]
+            frame["scoring_timestamp"] = meta.get("inferenceTime")
+            frame[schema.prediction] = preds
+            if schema.probability and probs is not None:
+                frame[schema.probability] = probs
+            if since_utc is not None and _utc(meta["inferenceTime"]) < since_utc:
                 continue
-            try:
-                event = json.loads(line)
-                meta = event["eventMetadata"]
-                sid = meta.get("inferenceId") or meta["eventId"]
-                rows = _rows(*_data(event["captureData"]["endpointInput"]))
-                out_raw, out_type = _data(event["captureData"]["endpointOutput"])
-                preds, probs = provider.decode(out_raw, out_type, len(rows))
-                frame = pd.DataFrame(rows, columns=schema.feature_names)
-                frame["scoring_id"] = [sid] if len(rows) == 1 else [f"{sid}-{k}" for k in range(1, len(rows) + 1)]
-                frame["scoring_timestamp"] = meta.get("inferenceTime")
-                frame[schema.prediction] = preds
-                if schema.probability and probs is not None:
-                    frame[schema.probability] = probs
-                if since is not None and pd.Timestamp(meta.get("inferenceTime")) < pd.Timestamp(since):
-                    continue
-                report.events += 1
-                frames.append(frame)
-            except (KeyError, ValueError, TypeError, ValidationError, json.JSONDecodeError) as exc:
-                report.errors.append((f"s3://{bucket}/{key}", number, f"{type(exc).__name__}: {exc}"))
-            except Exception as exc:  # a decoding failure of any kind spoils one line, not the run
-                report.errors.append((f"s3://{bucket}/{key}", number, f"{type(exc).__name__}: {exc}"))
+            report.events += 1
+            frames.append(frame)
+        except Exception as exc:  # a decoding failure of any kind spoils one line, not the run
+            report.errors.append((file, number, f"{type(exc).__name__}: {exc}"))
     if frames:
         batch = pd.concat(frames, ignore_index=True)
         for c in schema.numeric_features:
@@ -151,18 +155,18 @@ def ingest_capture(sub: Subscription, *, s3_uri: str | None = None, since: datet
     return report
 
 
-def _after(key: str, since: datetime) -> bool:
-    """Capture keys carry their hour: skip files from hours wholly before ``since``."""
-    parts = key.split("/")
+def _utc(when: datetime) -> pd.Timestamp:
+    ts = pd.Timestamp(when)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _after(key: str, since: pd.Timestamp) -> bool:
+    """Capture keys carry their hour (.../yyyy/mm/dd/hh/file): skip hours wholly before ``since``."""
     try:
-        y, m, d, h = (int(p) for p in parts[-5:-1])
+        y, m, d, h = (int(p) for p in key.split("/")[-5:-1])
     except ValueError:
         return True
-    return (
-        pd.Timestamp(year=y, month=m, day=d, hour=h, tz="UTC") >= pd.Timestamp(since).tz_convert("UTC").floor("h")
-        if pd.Timestamp(since).tzinfo
-        else pd.Timestamp(year=y, month=m, day=d, hour=h) >= pd.Timestamp(since).floor("h")
-    )
+    return pd.Timestamp(year=y, month=m, day=d, hour=h, tz="UTC") >= since.floor("h")
 
 
 def ingest_ground_truth(sub: Subscription, s3_uri: str) -> IngestReport:
@@ -171,23 +175,18 @@ def ingest_ground_truth(sub: Subscription, s3_uri: str) -> IngestReport:
     bucket, prefix = _split(s3_uri)
     report = IngestReport()
     labels: dict[str, Any] = {}
-    for key in _objects(s3, bucket, prefix):
-        report.files += 1
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
-        for number, line in enumerate(body.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                event = json.loads(line)
-                raw, _ = _data({**event["groundTruthData"], "observedContentType": "text/csv"})
-                text = raw.decode().strip()
-                value: Any = json.loads(text) if event["groundTruthData"].get("encoding") == "JSON" else text
-                if isinstance(value, dict):
-                    value = value.get("label", next(iter(value.values())))
-                labels[event["eventMetadata"]["eventId"]] = value
-                report.events += 1
-            except (KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
-                report.errors.append((f"s3://{bucket}/{key}", number, f"{type(exc).__name__}: {exc}"))
+    for file, number, line in _lines(s3, bucket, _objects(s3, bucket, prefix), report):
+        try:
+            event = json.loads(line)
+            raw, _ = _data({**event["groundTruthData"], "observedContentType": "text/csv"})
+            text = raw.decode().strip()
+            value: Any = json.loads(text) if event["groundTruthData"].get("encoding") == "JSON" else text
+            if isinstance(value, dict):
+                value = value.get("label", next(iter(value.values())))
+            labels[event["eventMetadata"]["eventId"]] = value
+            report.events += 1
+        except (KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
+            report.errors.append((file, number, f"{type(exc).__name__}: {exc}"))
     if not labels:
         return report
     s = sub.schema

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from openmart.cli.common import OpenmartGroup, emit_json, emit_table, out, read_file, split_list, state
+from openmart.monitors.config import number_or_text
 from openmart.schema import ProblemType
 
 app = typer.Typer(
@@ -48,7 +49,7 @@ def add(
     frame = read_file(reference)
     labels = None
     if class_labels:
-        labels = [_number_or_text(v) for v in split_list(class_labels)]
+        labels = [number_or_text(v) for v in split_list(class_labels)]
     sub = state(ctx).mart.subscriptions.add(
         name,
         reference=frame,
@@ -72,15 +73,6 @@ def add(
             f"{len(frame)} reference records; tables {sub.payload.table}, {sub.feedback.table}, "
             f"{sub.reference.table}"
         )
-
-
-def _number_or_text(value: str) -> int | float | str:
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return value
 
 
 @app.command("list")

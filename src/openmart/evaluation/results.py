@@ -29,6 +29,13 @@ class Measurement:
     def __post_init__(self) -> None:
         self.value = _clean(self.value)
 
+    @classmethod
+    def judged(cls, monitor: str, metric: str, value: float | None, threshold: Any, **kwargs: Any) -> Measurement:
+        """A measurement compared with its threshold (a monitors.config.Threshold, or None)."""
+        if threshold is None:
+            return cls(monitor, metric, value, **kwargs)
+        return cls(monitor, metric, value, threshold.value, str(threshold.type), threshold.breached(value), **kwargs)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "monitor": self.monitor,

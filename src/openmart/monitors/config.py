@@ -81,13 +81,14 @@ def parse_group(text: str) -> list[Any]:
                 raise MonitorError(f"group range {part!r}: the lower bound is above the upper one")
             values.append([lo, hi])
         else:
-            values.append(_number_or_text(part))
+            values.append(number_or_text(part))
     if not values:
         raise MonitorError(f"group {text!r} is empty")
     return values
 
 
-def _number_or_text(value: str) -> Any:
+def number_or_text(value: str) -> Any:
+    """'1' -> 1, '0.5' -> 0.5, 'yes' -> 'yes' (command-line values that name classes or groups)."""
     for cast in (int, float):
         try:
             return cast(value)

@@ -114,15 +114,12 @@ def run(sub: Subscription, config: MonitorConfig, window: Window, raw: Any) -> M
         provider.close()
     current = global_importance([e.attributions for e in explained])
     score = ndcg(reference, current)
-    t = config.threshold("attribution_ndcg")
     outcome.measurements.append(
-        Measurement(
+        Measurement.judged(
             str(KIND),
             "attribution_ndcg",
             score,
-            t.value if t else None,
-            str(t.type) if t else None,
-            t.breached(score) if t else False,
+            config.threshold("attribution_ndcg"),
             details={
                 "reference_importance": _top(reference),
                 "current_importance": _top(current),

@@ -354,15 +354,12 @@ def run(sub: Subscription, config: MonitorConfig, window: Window, raw: Any) -> M
             details["debiased"] = debias_from_counts(lcounts)
         group_label = ",".join(map(str, attr["monitored"]))
         for metric, value in values.items():
-            t = config.threshold(metric, feature)
             outcome.measurements.append(
-                Measurement(
+                Measurement.judged(
                     str(KIND),
                     metric,
                     value,
-                    t.value if t else None,
-                    str(t.type) if t else None,
-                    t.breached(value) if t else False,
+                    config.threshold(metric, feature),
                     feature=feature,
                     group=group_label,
                     details=details if metric == "disparate_impact" else None,

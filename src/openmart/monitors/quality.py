@@ -257,23 +257,13 @@ def run(sub: Subscription, config: MonitorConfig, window: Window, raw: Any) -> M
         classes = [str(c) for c in classes]
     values, details = compute(s.problem_type, y_true, y_pred, proba, classes)
     for metric in METRICS[s.problem_type]:
-        value = values.get(metric)
-        t = config.threshold(metric)
         extra = {"records": n}
         if metric in details["undefined"]:
             extra["reason"] = details["undefined"][metric]
         if metric == "accuracy" and "confusion_matrix" in details:
             extra["confusion_matrix"] = details["confusion_matrix"]
         outcome.measurements.append(
-            Measurement(
-                str(KIND),
-                metric,
-                value,
-                t.value if t else None,
-                str(t.type) if t else None,
-                t.breached(value) if t else False,
-                details=extra,
-            )
+            Measurement.judged(str(KIND), metric, values.get(metric), config.threshold(metric), details=extra)
         )
     if "confusion_matrix" in details:
         outcome.info["confusion_matrix"] = details["confusion_matrix"]
