@@ -166,7 +166,6 @@ def infer_schema(
     prediction: str = "prediction",
     probability: str | None = "probability",
     class_labels: Sequence[Any] | None = None,
-    max_categorical_cardinality: int = 20,
 ) -> SubscriptionSchema:
     """Infer features and their kinds from reference data; explicit lists override inference.
 
