@@ -360,3 +360,50 @@ def test_since_skips_older_events(endpoint, mart: openmart.Mart) -> None:
     report = ingest_capture(sub, s3_uri=f"s3://openmart-capture/since/{name}/", since=datetime(2026, 11, 22, 10, 30))
     assert report.files == 1 and report.errors == [] and report.ingested == 1
     assert sub.payload.read()["scoring_id"].tolist() == ["late"]
+
+
+def test_the_sagemaker_sdk_deploys_and_predicts(aws) -> None:  # type: ignore[no-untyped-def]
+    """The SDK waits on DescribeEndpoint and validates its shape: the emulation must satisfy it."""
+    import sagemaker
+    from sagemaker.deserializers import JSONDeserializer
+    from sagemaker.model import Model
+    from sagemaker.model_monitor import DataCaptureConfig
+    from sagemaker.predictor import Predictor
+    from sagemaker.serializers import CSVSerializer
+
+    x, y = load_breast_cancer(return_X_y=True)
+    estimator = LogisticRegression(max_iter=5000).fit(x[:, :4], y)
+    buf = io.BytesIO()
+    joblib.dump(estimator, buf)
+    name = f"sdk-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3").put_object(
+        Bucket="openmart-models", Key=f"{name}/model.tar.gz", Body=_tar("model.joblib", buf.getvalue())
+    )
+    session = sagemaker.Session(boto_session=boto3.Session(region_name="us-east-1"))
+    model = Model(
+        image_uri="sklearn",
+        model_data=f"s3://openmart-models/{name}/model.tar.gz",
+        role=ROLE,
+        sagemaker_session=session,
+        predictor_cls=Predictor,
+    )
+    predictor = model.deploy(
+        initial_instance_count=1,
+        instance_type="ml.m5.large",
+        endpoint_name=name,
+        data_capture_config=DataCaptureConfig(
+            enable_capture=True,
+            sampling_percentage=100,
+            destination_s3_uri=f"s3://openmart-capture/{name}",
+            sagemaker_session=session,
+        ),
+        serializer=CSVSerializer(),
+        deserializer=JSONDeserializer(),
+    )
+    try:
+        answer = predictor.predict(x[:3, :4])
+        assert [p["predicted_label"] for p in answer["predictions"]] == estimator.predict(x[:3, :4]).tolist()
+        described = session.sagemaker_client.describe_endpoint(EndpointName=name)
+        assert described["DataCaptureConfig"]["CaptureStatus"] == "Started"
+    finally:
+        predictor.delete_endpoint(delete_endpoint_config=False)
