@@ -358,7 +358,7 @@ class Subscription:
         """Run the enabled monitors over the window; stores and returns the measurements."""
         from openmart.evaluation.runner import evaluate
 
-        return evaluate(self, since=_when(since), until=_when(until), last=last, kinds=kinds)
+        return evaluate(self, since=parse_time(since), until=parse_time(until), last=last, kinds=kinds)
 
     def measurements(self, *, metric: str | None = None, monitor: str | None = None) -> pd.DataFrame:
         """The history of measurements, oldest first."""
@@ -376,7 +376,7 @@ class Subscription:
         return self._mart.bindings.get(self.binding).connect()
 
 
-def _when(value: datetime | str | None) -> datetime | None:
+def parse_time(value: datetime | str | None) -> datetime | None:
     return pd.Timestamp(value).to_pydatetime() if isinstance(value, str) else value
 
 
@@ -441,7 +441,7 @@ class RecordStore:
         columns: Sequence[str] | None = None,
         newest_first: bool = False,
     ) -> pd.DataFrame:
-        since, until = _when(since), _when(until)
+        since, until = parse_time(since), parse_time(until)
         sql, params = select_sql(
             self.table,
             time_column=self.time_column,

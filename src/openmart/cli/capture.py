@@ -44,11 +44,11 @@ def ingest(
     json_: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Read the endpoint's capture files from S3 into the payload table (again: adds nothing)."""
-    from openmart.api import _when
+    from openmart.api import parse_time
     from openmart.capture.sagemaker import ingest_capture
 
     sub = state(ctx).mart.subscriptions.get(subscription)
-    _print(ingest_capture(sub, s3_uri=s3_uri, since=_when(since)), "payload records", json_)
+    _print(ingest_capture(sub, s3_uri=s3_uri, since=parse_time(since)), "payload records", json_)
 
 
 @app.command("ground-truth")

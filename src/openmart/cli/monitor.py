@@ -142,7 +142,7 @@ def evaluate(
     from openmart.evaluation.runner import evaluate as run
 
     sub = state(ctx).mart.subscriptions.get(subscription)
-    from openmart.api import _when
+    from openmart.api import parse_time
 
     kinds = [c.kind for c in sub.monitors.configs() if c.enabled]
     if not kinds:
@@ -154,7 +154,7 @@ def evaluate(
             bar.update(task, description=f"evaluating {kind}")
             bar.advance(task, 0)
 
-        result = run(sub, since=_when(since), until=_when(until), last=last, progress=step)
+        result = run(sub, since=parse_time(since), until=parse_time(until), last=last, progress=step)
         bar.update(task, completed=len(kinds), description="evaluated")
     if json_:
         emit_json(result.to_dict())
