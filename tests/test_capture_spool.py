@@ -104,3 +104,21 @@ def test_replaying_a_spooled_batch_twice_stores_it_once(mart: openmart.Mart, tmp
     spool.put("r", arrow)  # e.g. a commit whose acknowledgement was lost, spooled again
     assert spool.drain("r", mart.engine.raw_connection, sub.payload.table) == 25
     assert sub.payload.count() == 25 and spool.files("r") == []
+
+
+def test_records_that_do_not_fit_are_kept_aside(mart: openmart.Mart, tmp_path: Path) -> None:
+    import json
+
+    sub = mart.subscriptions.add(
+        "k", reference=pd.DataFrame({"x": [0.0, 1.0], "y": [0, 1]}), label="y", problem_type="binary"
+    )
+    capture = PayloadCapture(sub, spool_dir=tmp_path / "spool")
+    bad = _records(3, 4).assign(prediction=[0, 7, 1])  # 7 is not a class of this model
+    capture.submit(bad)
+    assert capture.flush(30)
+    capture.close()
+    assert capture.stats.rejected == 1 and sub.payload.count() == 0
+    (kept,) = (tmp_path / "spool" / "k" / "rejected").glob("*.jsonl")
+    line = json.loads(kept.read_text().splitlines()[0])
+    assert "class labels" in line["reason"]
+    assert [r["scoring_id"] for r in line["records"]] == bad["scoring_id"].tolist()

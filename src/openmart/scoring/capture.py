@@ -9,7 +9,9 @@ the mart once the database answers again (idempotently, so exactly once).
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import logging
 import queue
 import threading
@@ -63,6 +65,19 @@ class CaptureStats:
     replayed: int = 0
     rejected: int = 0
     errors: list[str] = field(default_factory=list)
+
+
+def _raw(item: pd.DataFrame | Exchange) -> dict[str, Any]:
+    """A captured item as JSON, exactly as it arrived (exchanges' bodies base64-encoded)."""
+    if isinstance(item, Exchange):
+        return {
+            "scoring_id": item.scoring_id,
+            "timestamp": item.timestamp.isoformat(),
+            "response_time_ms": item.response_time_ms,
+            "request_b64": base64.b64encode(item.request).decode(),
+            "response_b64": base64.b64encode(item.response).decode(),
+        }
+    return {"records": json.loads(item.to_json(orient="records", date_format="iso"))}
 
 
 class PayloadCapture:
@@ -186,7 +201,8 @@ class PayloadCapture:
             # the deployment's own answer did not fit the schema: keep the raw items, say why
             self.stats.rejected += len(items)
             self.stats.errors.append(str(exc))
-            log.error("captured payload rejected: %s", exc)
+            path = self.spool.reject(self._sub.name, [_raw(i) for i in items], str(exc))
+            log.error("captured payload rejected (kept in %s): %s", path, exc)
             return
         try:
             conn = self._engine.raw_connection()

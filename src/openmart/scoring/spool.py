@@ -9,6 +9,7 @@ commit was cut off half-acknowledged, then replayed, is stored exactly once.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -58,6 +59,16 @@ class Spool:
         finally:
             os.close(dir_fd)
         return final
+
+    def reject(self, subscription: str, items: list[dict], reason: str) -> Path:
+        """Keep captured items the mart refused (they did not fit the schema) for a person to see."""
+        folder = self._dir(subscription) / "rejected"
+        folder.mkdir(exist_ok=True)
+        path = folder / f"{uuid.uuid4().hex}.jsonl"
+        with open(path, "w") as fh:
+            for item in items:
+                fh.write(json.dumps({"reason": reason, **item}, default=str) + "\n")
+        return path
 
     def files(self, subscription: str) -> list[Path]:
         folder = self.directory / subscription
