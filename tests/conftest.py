@@ -64,3 +64,25 @@ def mart(database_url: str, schema_name: str, settings: Settings) -> Iterator[op
     m = openmart.connect(database_url, schema=schema_name, settings=settings)
     yield m
     m.close()
+
+
+@pytest.fixture
+def cli(database_url: str, schema_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """Run ``openmart ...`` through Typer's CliRunner against this test's mart; asserts success
+    unless ``ok=False``."""
+    from typer.testing import CliRunner
+
+    from openmart.cli.app import app
+
+    monkeypatch.setenv("OPENMART_DATABASE_URL", database_url)
+    monkeypatch.setenv("OPENMART_SCHEMA", schema_name)
+    monkeypatch.setenv("OPENMART_DATA_DIR", str(tmp_path / "data"))
+    runner = CliRunner()
+
+    def run(*args: str, ok: bool = True):  # type: ignore[no-untyped-def]
+        result = runner.invoke(app, list(args))
+        if ok:
+            assert result.exit_code == 0, (args, result.stdout, result.stderr, result.exception)
+        return result
+
+    return run

@@ -8,25 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
-
-from openmart.cli.app import app
-
-
-@pytest.fixture
-def cli(database_url: str, schema_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("OPENMART_DATABASE_URL", database_url)
-    monkeypatch.setenv("OPENMART_SCHEMA", schema_name)
-    monkeypatch.setenv("OPENMART_DATA_DIR", str(tmp_path / "data"))
-    runner = CliRunner()
-
-    def run(*args: str, ok: bool = True):
-        result = runner.invoke(app, list(args))
-        if ok:
-            assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
-        return result
-
-    return run
 
 
 @pytest.fixture

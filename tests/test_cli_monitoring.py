@@ -7,27 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from openmart.cli.app import app
 from openmart.deployments.launch import start_algorithmia
 from tests.models import train_credit
-
-
-@pytest.fixture
-def cli(database_url: str, schema_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("OPENMART_DATABASE_URL", database_url)
-    monkeypatch.setenv("OPENMART_SCHEMA", schema_name)
-    monkeypatch.setenv("OPENMART_DATA_DIR", str(tmp_path / "data"))
-    runner = CliRunner()
-
-    def run(*args: str, ok: bool = True):
-        result = runner.invoke(app, list(args))
-        if ok:
-            assert result.exit_code == 0, (args, result.stdout, result.stderr, result.exception)
-        return result
-
-    return run
 
 
 def test_bind_score_monitor_evaluate(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
