@@ -53,10 +53,7 @@ class AlgorithmiaProvider:
         self.settings = dict(settings)
         self.base_url = settings["base_url"].rstrip("/")
         self.input = settings.get("input", "records")
-        self.prediction_path = settings.get("prediction", "$.predictions[*]")
-        self.probability_path = settings.get("probability", "$.probabilities[*]")
-        self._probability_required = "probability" in settings
-        self.label_map = httpkit.label_map(settings)
+        self.outputs = httpkit.OutputPaths.from_settings(settings, "$.predictions[*]", "$.probabilities[*]")
         self.timeout = httpkit.number(settings, "timeout", 30.0)
         self.retry = httpkit.RetryPolicy(retries=int(httpkit.number(settings, "retries", 3)))
         self._client = httpx.Client(timeout=self.timeout + 5, transport=transport)
@@ -147,16 +144,7 @@ class AlgorithmiaProvider:
         return document["result"]
 
     def _decode(self, result: Any, n: int) -> tuple[list[Any], list[Any] | None]:
-        preds = httpkit.outputs(result, self.prediction_path)
-        probs = None
-        try:
-            probs = httpkit.outputs(result, self.probability_path)
-        except ProviderResponseError:
-            if self._probability_required:
-                raise
-        if len(preds) != n:
-            raise ProviderResponseError(f"{len(preds)} predictions at {self.prediction_path} for {n} records")
-        return httpkit.apply_label_map(preds, self.label_map), probs
+        return self.outputs.decode(result, n)
 
     def score(self, deployment_id: str, records: pd.DataFrame) -> ScoreResult:
         url = self.target_url(deployment_id)

@@ -63,12 +63,8 @@ class CustomProvider:
         self.url = settings["url"]
         self.mode = settings.get("mode", "single")
         default_pred, default_prob = DEFAULT_PATHS[self.mode]
-        self.prediction_path = settings.get("prediction", default_pred)
-        # a probability path the user gave must be there; the default one may be absent
-        self.probability_path = settings.get("probability", default_prob)
-        self._probability_required = "probability" in settings
+        self.outputs = httpkit.OutputPaths.from_settings(settings, default_pred, default_prob)
         self.records_field = settings.get("records_field") or None
-        self.label_map = httpkit.label_map(settings)
         self.timeout = httpkit.number(settings, "timeout", 10.0)
         self.retry = httpkit.RetryPolicy(retries=int(httpkit.number(settings, "retries", 3)))
         self.concurrency = int(httpkit.number(settings, "concurrency", 8))
@@ -140,23 +136,7 @@ class CustomProvider:
         return self.retry.call(once)
 
     def _decode(self, document: Any, n: int) -> tuple[list[Any], list[Any] | None]:
-        preds = httpkit.outputs(document, self.prediction_path)
-        probs = None
-        if self.probability_path:
-            try:
-                probs = httpkit.outputs(document, self.probability_path)
-            except httpkit.ProviderResponseError:
-                if self._probability_required:
-                    raise
-        if len(preds) != n:
-            raise httpkit.ProviderResponseError(
-                f"{self.url}: {len(preds)} predictions at {self.prediction_path} for {n} records"
-            )
-        if probs is not None and len(probs) != n:
-            raise httpkit.ProviderResponseError(
-                f"{self.url}: {len(probs)} probabilities at {self.probability_path} for {n} records"
-            )
-        return httpkit.apply_label_map(preds, self.label_map), probs
+        return self.outputs.decode(document, n, self.url)
 
     def score(self, deployment_id: str, records: pd.DataFrame) -> ScoreResult:
         self.describe(deployment_id)

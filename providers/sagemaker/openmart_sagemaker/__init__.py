@@ -66,10 +66,9 @@ class SageMakerProvider:
         self.region = settings["region"]
         self.content_type = settings.get("content_type", "text/csv")
         self.accept = settings.get("accept", "application/json")
-        self.prediction_path = settings.get("prediction", "$.predictions[*].predicted_label")
-        self.probability_path = settings.get("probability", "$.predictions[*].score")
-        self._probability_required = "probability" in settings
-        self.label_map = httpkit.label_map(settings)
+        self.outputs = httpkit.OutputPaths.from_settings(
+            settings, "$.predictions[*].predicted_label", "$.predictions[*].score"
+        )
         self.batch_size = int(httpkit.number(settings, "batch_size", 500))
         self.retries = int(httpkit.number(settings, "retries", 4))
         session = session or boto3.Session(profile_name=settings.get("profile") or None, region_name=self.region)
@@ -212,17 +211,10 @@ class SageMakerProvider:
             preds = [_number(r[0]) for r in rows]
             probs = [float(r[1]) for r in rows] if rows and all(len(r) > 1 for r in rows) else None
         else:
-            document = json.loads(body)
-            preds = httpkit.outputs(document, self.prediction_path)
-            try:
-                probs = httpkit.outputs(document, self.probability_path)
-            except ProviderResponseError:
-                if self._probability_required:
-                    raise
-                probs = None
+            return self.outputs.decode(json.loads(body), n)
         if len(preds) != n:
             raise ProviderResponseError(f"{len(preds)} predictions for {n} records")
-        return httpkit.apply_label_map(preds, self.label_map), probs
+        return httpkit.apply_label_map(preds, self.outputs.label_map), probs
 
     def invoke(
         self, deployment_id: str, body: bytes, content_type: str, inference_id: str | None = None

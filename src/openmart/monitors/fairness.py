@@ -293,27 +293,17 @@ def run(sub: Subscription, config: MonitorConfig, window: Window, raw: Any) -> M
             "reference": attr["reference"],
             "by_value": by_value,
         }
-        if n < config.min_records:
+        missing = [g for g in ("monitored", "reference") if n and not group_rates[g]["records"]]
+        reason = (
+            f"{n} records in the groups, fewer than {config.min_records}"
+            if n < config.min_records
+            else f"no records in the {missing[0]} group"
+            if missing
+            else None
+        )
+        if reason:  # not a number: say why, with what was counted
             outcome.measurements.append(
-                Measurement(
-                    str(KIND),
-                    "disparate_impact",
-                    None,
-                    feature=feature,
-                    details={**details, "reason": f"{n} records in the groups, fewer than {config.min_records}"},
-                )
-            )
-            continue
-        missing = [g for g in ("monitored", "reference") if not group_rates[g]["records"]]
-        if missing:
-            outcome.measurements.append(
-                Measurement(
-                    str(KIND),
-                    "disparate_impact",
-                    None,
-                    feature=feature,
-                    details={**details, "reason": f"no records in the {missing[0]} group"},
-                )
+                Measurement(str(KIND), "disparate_impact", None, feature=feature, details={**details, "reason": reason})
             )
             continue
         values = metrics_from_counts(in_groups, with_labels=False)

@@ -147,6 +147,43 @@ def outputs(document: Any, path: str) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
+@dataclass(frozen=True)
+class OutputPaths:
+    """Where predictions and probabilities sit in a model's answer, and how to read them: the
+    probability path the user gave must be there; a default one may be absent."""
+
+    prediction: str
+    probability: str
+    probability_required: bool
+    label_map: Mapping[str, Any] | None
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, str], prediction: str, probability: str) -> OutputPaths:
+        return cls(
+            settings.get("prediction", prediction),
+            settings.get("probability", probability),
+            "probability" in settings,
+            label_map(settings),
+        )
+
+    def decode(self, document: Any, n: int, where: str = "") -> tuple[list[Any], list[Any] | None]:
+        """``n`` predictions (label map applied) and probabilities (or None) from a document."""
+        preds = outputs(document, self.prediction)
+        probs = None
+        if self.probability:
+            try:
+                probs = outputs(document, self.probability)
+            except ProviderResponseError:
+                if self.probability_required:
+                    raise
+        prefix = f"{where}: " if where else ""
+        if len(preds) != n:
+            raise ProviderResponseError(f"{prefix}{len(preds)} predictions at {self.prediction} for {n} records")
+        if probs is not None and len(probs) != n:
+            raise ProviderResponseError(f"{prefix}{len(probs)} probabilities at {self.probability} for {n} records")
+        return apply_label_map(preds, self.label_map), probs
+
+
 # -- settings helpers -------------------------------------------------------------------------------
 
 
