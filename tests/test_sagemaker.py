@@ -28,6 +28,7 @@ from tests.localstack_support import aws_env, ensure_localstack
 
 pytestmark = pytest.mark.localstack
 ROLE = "arn:aws:iam::000000000000:role/sagemaker"
+SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +50,28 @@ def _tar(name: str, data: bytes) -> bytes:
     return buf.getvalue()
 
 
+def _deploy(prefix: str, artifact: str, data: bytes, capture: dict | None = None, image: str = "sklearn") -> str:
+    """Upload a model.tar.gz holding ``artifact``, create model, endpoint config and endpoint."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3").put_object(Bucket="openmart-models", Key=f"{name}/model.tar.gz", Body=_tar(artifact, data))
+    sm = boto3.client("sagemaker")
+    sm.create_model(
+        ModelName=name,
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={"Image": image, "ModelDataUrl": f"s3://openmart-models/{name}/model.tar.gz"},
+    )
+    variants = [
+        {"VariantName": "AllTraffic", "ModelName": name, "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}
+    ]
+    sm.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=variants,
+        **({"DataCaptureConfig": {**capture, "DestinationS3Uri": f"s3://openmart-capture/{name}"}} if capture else {}),
+    )
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    return name
+
+
 @pytest.fixture(scope="module")
 def endpoint(aws):  # type: ignore[no-untyped-def]
     data = load_breast_cancer(as_frame=True)
@@ -59,31 +82,19 @@ def endpoint(aws):  # type: ignore[no-untyped-def]
     )
     buf = io.BytesIO()
     joblib.dump(model, buf)
-    name = f"bc-{uuid.uuid4().hex[:8]}"
-    s3, sm = boto3.client("s3"), boto3.client("sagemaker")
-    s3.put_object(Bucket="openmart-models", Key=f"{name}/model.tar.gz", Body=_tar("model.joblib", buf.getvalue()))
-    sm.create_model(
-        ModelName=name,
-        ExecutionRoleArn=ROLE,
-        PrimaryContainer={
-            "Image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3",
-            "ModelDataUrl": f"s3://openmart-models/{name}/model.tar.gz",
-        },
-    )
-    sm.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[
-            {"VariantName": "AllTraffic", "ModelName": name, "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}
-        ],
-        DataCaptureConfig={
+    name = _deploy(
+        "bc",
+        "model.joblib",
+        buf.getvalue(),
+        image=SKLEARN_IMAGE,
+        capture={
             "EnableCapture": True,
             "InitialSamplingPercentage": 100,
-            "DestinationS3Uri": f"s3://openmart-capture/{name}",
             "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
             "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv"], "JsonContentTypes": ["application/json"]},
         },
     )
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    sm = boto3.client("sagemaker")
     yield name, model, frame, features
     sm.delete_endpoint(EndpointName=name)
 
@@ -236,26 +247,16 @@ def test_sampling_zero_writes_no_capture(aws) -> None:  # type: ignore[no-untype
     x, y = load_breast_cancer(return_X_y=True)
     buf = io.BytesIO()
     joblib.dump(LogisticRegression(max_iter=5000).fit(x[:, :5], y), buf)
-    name = f"zero-{uuid.uuid4().hex[:8]}"
-    s3.put_object(Bucket="openmart-models", Key=f"{name}/model.tar.gz", Body=_tar("model.joblib", buf.getvalue()))
-    sm.create_model(
-        ModelName=name,
-        ExecutionRoleArn=ROLE,
-        PrimaryContainer={"Image": "x", "ModelDataUrl": f"s3://openmart-models/{name}/model.tar.gz"},
-    )
-    sm.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[
-            {"VariantName": "AllTraffic", "ModelName": name, "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}
-        ],
-        DataCaptureConfig={
+    name = _deploy(
+        "zero",
+        "model.joblib",
+        buf.getvalue(),
+        capture={
             "EnableCapture": True,
             "InitialSamplingPercentage": 0,
-            "DestinationS3Uri": f"s3://openmart-capture/{name}",
             "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
         },
     )
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
     try:
         body = (
             rt.invoke_endpoint(
@@ -282,25 +283,8 @@ def test_xgboost_artifact_served_with_json(aws, tmp_path) -> None:  # type: igno
     x, y = load_breast_cancer(return_X_y=True)
     booster = xgboost.train({"objective": "binary:logistic", "max_depth": 3}, xgboost.DMatrix(x, label=y), 20)
     booster.save_model(str(tmp_path / "xgboost-model"))
-    name = f"xgb-{uuid.uuid4().hex[:8]}"
-    sm, s3, rt = boto3.client("sagemaker"), boto3.client("s3"), boto3.client("sagemaker-runtime")
-    s3.put_object(
-        Bucket="openmart-models",
-        Key=f"{name}/model.tar.gz",
-        Body=_tar("xgboost-model", (tmp_path / "xgboost-model").read_bytes()),
-    )
-    sm.create_model(
-        ModelName=name,
-        ExecutionRoleArn=ROLE,
-        PrimaryContainer={"Image": "xgboost", "ModelDataUrl": f"s3://openmart-models/{name}/model.tar.gz"},
-    )
-    sm.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[
-            {"VariantName": "AllTraffic", "ModelName": name, "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}
-        ],
-    )
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    sm, rt = boto3.client("sagemaker"), boto3.client("sagemaker-runtime")
+    name = _deploy("xgb", "xgboost-model", (tmp_path / "xgboost-model").read_bytes(), image="xgboost")
     try:
         assert "DataCaptureConfig" not in sm.describe_endpoint(EndpointName=name)  # capture off: omitted, as AWS does
         answer = rt.invoke_endpoint(
