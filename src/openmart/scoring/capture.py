@@ -10,6 +10,7 @@ the mart once the database answers again (idempotently, so exactly once).
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -65,6 +66,7 @@ class CaptureStats:
     replayed: int = 0
     rejected: int = 0
     errors: list[str] = field(default_factory=list)
+    failures: dict[str, int] = field(default_factory=dict)
 
 
 def _raw(item: pd.DataFrame | Exchange) -> dict[str, Any]:
@@ -112,6 +114,39 @@ class PayloadCapture:
 
     def submit_exchange(self, exchange: Exchange) -> None:
         self._enqueue(exchange, 1)
+
+    def submit_durable(self, exchange: Exchange) -> concurrent.futures.Future[None]:
+        """Durable mode: the returned future resolves once the exchange is on disk (fsync'd,
+        group-committed with its neighbours), so the answer may go back. Never raises: when the
+        disk refuses, the exchange is kept like any other and the future still resolves."""
+        fut: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self.submit_exchange(exchange)
+        fut.set_result(None)
+        return fut
+
+    def note_failure(self, kind: str) -> None:
+        """A request the deployment did not answer (``refused``, ``timeout``, ``upstream_5xx``,
+        ``bad_response``): counted and reported, never stored as payload."""
+        self.stats.failures[kind] = self.stats.failures.get(kind, 0) + 1
+
+    @property
+    def accepting(self) -> bool:
+        """False when the operator asked to refuse traffic (503) while capture cannot keep what
+        it answers (mart and spool both failing)."""
+        return True
+
+    def health(self) -> dict[str, Any]:
+        """What the proxy's health endpoint shows: status ``ok`` or ``degraded`` and the counts."""
+        st = self.stats
+        return {
+            "status": "ok",
+            "answered": st.accepted,
+            "stored": st.stored,
+            "spooled": st.spooled,
+            "set_aside": st.rejected,
+            "dropped": 0,
+            "failures": dict(st.failures),
+        }
 
     def _enqueue(self, item: pd.DataFrame | Exchange, n: int) -> None:
         with self._idle:
