@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -70,20 +71,20 @@ def test_spool_keeps_records_while_database_is_down(own_server, tmp_path: Path) 
         capture.submit(b)  # accepted without waiting
     assert capture.flush(30)
     assert capture.stats.spooled == 200
-    assert capture.spool.stats("s").records == 200
+    assert capture.spool.stats().records == 200
 
     ensure_running(pgdata)  # back
     after = _records(30, 9)
     capture.submit(after)
     assert capture.flush(30)
     for _ in range(100):  # the writer drains the spool on its own
-        if not capture.spool.files("s"):
+        if not capture.spool.files():
             break
         import time
 
         time.sleep(0.1)
     capture.close()
-    assert capture.spool.files("s") == []
+    assert capture.spool.files() == []
     ids = sub.payload.read()["scoring_id"]
     sent = pd.concat([before, *during, after])["scoring_id"]
     assert len(ids) == len(sent) == 330
@@ -100,25 +101,27 @@ def test_replaying_a_spooled_batch_twice_stores_it_once(mart: openmart.Mart, tmp
     )
     arrow, _ = prepare(RecordKind.PAYLOAD, _records(25, 3), sub.schema)
     spool = Spool(tmp_path / "spool")
-    spool.put("r", arrow)
-    spool.put("r", arrow)  # e.g. a commit whose acknowledgement was lost, spooled again
-    assert spool.drain("r", mart.engine.raw_connection, sub.payload.table) == 25
-    assert sub.payload.count() == 25 and spool.files("r") == []
+    spool.put(arrow)
+    spool.put(arrow)  # e.g. a commit whose acknowledgement was lost, spooled again
+    assert spool.drain(mart.engine.raw_connection, sub.payload.table) == 25
+    assert sub.payload.count() == 25 and spool.files() == []
 
 
-def test_records_that_do_not_fit_are_kept_aside(mart: openmart.Mart, tmp_path: Path) -> None:
-    import json
+def test_a_record_that_does_not_fit_is_set_aside_alone(mart: openmart.Mart, tmp_path: Path) -> None:
+    from openmart.mart.capture_store import read_set_aside
 
     sub = mart.subscriptions.add(
         "k", reference=pd.DataFrame({"x": [0.0, 1.0], "y": [0, 1]}), label="y", problem_type="binary"
     )
     capture = PayloadCapture(sub, spool_dir=tmp_path / "spool")
-    bad = _records(3, 4).assign(prediction=[0, 7, 1])  # 7 is not a class of this model
-    capture.submit(bad)
+    batch = _records(3, 4).assign(prediction=[0, 7, 1])  # 7 is not a class of this model
+    capture.submit(batch)
     assert capture.flush(30)
     capture.close()
-    assert capture.stats.rejected == 1 and sub.payload.count() == 0
-    (kept,) = (tmp_path / "spool" / "k" / "rejected").glob("*.jsonl")
-    line = json.loads(kept.read_text().splitlines()[0])
-    assert "class labels" in line["reason"]
-    assert [r["scoring_id"] for r in line["records"]] == bad["scoring_id"].tolist()
+    assert capture.stats.set_aside == 1 and capture.stats.stored == 2
+    good = batch["scoring_id"].iloc[[0, 2]]
+    assert sorted(sub.payload.read()["scoring_id"]) == sorted(good)  # its neighbours are stored
+    (kept,) = read_set_aside(mart.engine, sub.id)
+    assert kept.scoring_id == batch["scoring_id"].iloc[1]
+    assert "class labels" in kept.reason and "'prediction'" in kept.reason
+    assert json.loads(kept.record)["prediction"] == 7  # the record as it arrived

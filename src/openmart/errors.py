@@ -39,6 +39,17 @@ class ValidationError(OpenmartError):
         self.value = value
 
 
+class RecordsRefused(ValidationError):
+    """Some scored records did not fit the schema: the others were kept, these were set aside.
+    ``scored`` holds every scored record, ``refused`` one ``{"scoring_id", "reason"}`` each."""
+
+    def __init__(self, message: str, *, scored: object, refused: list[dict[str, str]], counts: dict[str, int]) -> None:
+        super().__init__(message)
+        self.scored = scored
+        self.refused = refused
+        self.counts = counts
+
+
 class IdentifierError(ValidationError):
     """A name that would reach SQL is not acceptable."""
 
@@ -66,14 +77,22 @@ class ProviderTimeout(ProviderError):
 class ProviderHTTPError(ProviderError):
     """The deployment answered with an error status; ``status`` and the server's message kept."""
 
-    def __init__(self, message: str, *, status: int | None = None, body: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, body: str | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.body = body
+        #: seconds the server asked us to wait (its Retry-After header), when it said
+        self.retry_after = retry_after
 
     @property
     def transient(self) -> bool:
-        return self.status is not None and (self.status >= 500 or self.status == 429)
+        """Whether asking again may get another answer: server errors (not 501/505, which will
+        not change), 429 Too Many Requests and 408 Request Timeout."""
+        if self.status is None:
+            return False
+        return self.status in (408, 429) or (self.status >= 500 and self.status not in (501, 505))
 
 
 class ProviderResponseError(ProviderError):

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from openmart.cli.common import OpenmartGroup, emit_json, err, out, state
+from openmart.cli.common import OpenmartGroup, emit_json, emit_table, err, out, state
 
 app = typer.Typer(
     cls=OpenmartGroup,
     no_args_is_help=True,
-    help="""Ingest SageMaker Data Capture and ground truth.
+    help="""Captured traffic: records set aside, replay, and SageMaker Data Capture ingest.
 
 Examples:
+
+  openmart capture rejected churn --json
+
+  openmart capture replay churn
 
   openmart capture ingest churn --since 2026-11-22T10:00
 
@@ -63,3 +67,64 @@ def ground_truth(
 
     sub = state(ctx).mart.subscriptions.get(subscription)
     _print(ingest_ground_truth(sub, s3_uri), "feedback records", json_)
+
+
+@app.command()
+def rejected(
+    ctx: typer.Context,
+    subscription: str,
+    limit: int = typer.Option(50, "--limit", min=1, help="Show at most this many (oldest first)."),
+    json_: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """List captured records set aside (did not fit the schema, or could not be decoded), with
+    the reason, and what still waits in the spool or was dropped."""
+    from openmart.mart.capture_store import count_set_aside, read_events, read_set_aside
+    from openmart.scoring.replay import spool_of
+
+    sub = state(ctx).mart.subscriptions.get(subscription)
+    engine = sub.mart.engine
+    entries = read_set_aside(engine, sub.id, limit=limit)
+    spool = spool_of(sub).stats()
+    report = {
+        "subscription": subscription,
+        "set_aside": count_set_aside(engine, sub.id),
+        "spool": {"batches": spool.files, "records": spool.records, "set_aside": spool.set_aside},
+        "events": read_events(engine, sub.id),
+        "records": [e.to_dict() for e in entries],
+    }
+    if json_:
+        emit_json(report)
+        return
+    emit_table(
+        [{k: r[k] for k in ("id", "scoring_id", "source", "set_aside_at", "reason")} for r in report["records"]],
+        ["id", "scoring_id", "source", "set_aside_at", "reason"],
+    )
+    err.print(
+        f"{report['set_aside']} set aside for {subscription!r}; spool: {spool.records} records in {spool.files} "
+        f"batches, {spool.set_aside} set aside on disk; {sum(e['counts'].get('dropped', 0) for e in report['events'])} "
+        "dropped (see capture_events)",
+        highlight=False,
+    )
+
+
+@app.command()
+def replay(
+    ctx: typer.Context,
+    subscription: str,
+    json_: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Store set-aside records that fit now (after the schema or binding was fixed), exactly once;
+    also drains the spool. Exits 1 when some still do not fit."""
+    from openmart.scoring.replay import replay as run
+
+    report = run(state(ctx).mart.subscriptions.get(subscription))
+    if json_:
+        emit_json(report.to_dict())
+    else:
+        out.print(
+            f"{report.replayed} of {report.examined} set-aside entries stored ({report.stored} records); "
+            f"{report.still_refused} still refused; {report.spooled_stored} spooled records stored",
+            highlight=False,
+        )
+    if report.still_refused:
+        raise typer.Exit(1)

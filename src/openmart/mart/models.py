@@ -7,20 +7,28 @@ schema and made by :mod:`openmart.mart.records`; their names are kept in ``subsc
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     Double,
     ForeignKey,
+    Identity,
     Integer,
+    LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
+    Uuid,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -162,3 +170,50 @@ class Explanation(Base):
     elapsed_ms: Mapped[float | None] = mapped_column(Double)
     scoring_calls: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = _now()
+
+
+class MartIdentity(Base):
+    """One row: the id this mart was given at creation (keys the files kept for it on disk)."""
+
+    __tablename__ = "mart_identity"
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, server_default="1")
+    mart_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False, server_default=text("gen_random_uuid()"))
+    created_at: Mapped[datetime] = _now()
+
+
+class CaptureSetAside(Base):
+    """A captured record the mart could not take as it was: the raw exchange (or record) and why."""
+
+    __tablename__ = "capture_set_aside"
+    __table_args__ = (
+        UniqueConstraint("subscription_id", "scoring_id", name="uq_capture_set_aside_subscription_scoring"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id", ondelete="CASCADE"), nullable=False)
+    scoring_id: Mapped[str] = mapped_column(Text, nullable=False)
+    source: Mapped[str] = mapped_column(String(16), nullable=False)  # "exchange" or "record"
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    request: Mapped[bytes | None] = mapped_column(LargeBinary)
+    response: Mapped[bytes | None] = mapped_column(LargeBinary)
+    record: Mapped[bytes | None] = mapped_column(LargeBinary)  # one record as JSON (NUL bytes kept)
+    scoring_timestamp: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    response_time: Mapped[float | None] = mapped_column(Double)
+    set_aside_at: Mapped[datetime] = _now()
+
+
+class CaptureEvent(Base):
+    """What capture could not keep (``dropped``), written when the mart answers again."""
+
+    __tablename__ = "capture_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(
+        ForeignKey("subscriptions.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
+    message: Mapped[str] = mapped_column(Text, nullable=False)
+    at: Mapped[datetime] = _now()

@@ -165,6 +165,10 @@ def _numeric(kind: RecordKind, frame: pd.DataFrame, name: str) -> pa.Array:
             pos = int(np.argmax(bad))
             raise _fail(kind, frame, pos, name, series.iloc[pos], "not a number")
         values = coerced.to_numpy(dtype="float64", na_value=np.nan)
+    infinite = np.isinf(values)
+    if infinite.any():
+        pos = int(np.argmax(infinite))
+        raise _fail(kind, frame, pos, name, series.iloc[pos], "not a finite number")
     return pa.array(values, type=pa.float64(), from_pandas=True)  # NaN -> NULL
 
 
@@ -348,12 +352,30 @@ def prepare(kind: RecordKind, data: Any, schema: SubscriptionSchema) -> tuple[pa
         columns[schema.prediction] = _outputs(kind, frame, schema.prediction, schema)
     if schema.probability and schema.probability in frame.columns:
         columns[schema.probability] = _probability(kind, frame, schema.probability, schema)
+    if kind is RecordKind.PAYLOAD:
+        missing_prediction = columns[schema.prediction].is_null().to_numpy(zero_copy_only=False)
+        if missing_prediction.any():
+            pos = int(np.argmax(missing_prediction))
+            raise _fail(kind, frame, pos, schema.prediction, None, "the prediction is missing")
+    for name, arr in columns.items():
+        if pa.types.is_string(arr.type):
+            _no_nul(kind, frame, name, arr)
     table = pa.table(columns)
     if schema.problem_type is ProblemType.MULTICLASS and schema.probability in columns:
         # array literals ('{0.1,0.9}') are text to PostgreSQL's CSV parser only
         i = table.schema.get_field_index(schema.probability)
         table = table.cast(table.schema.set(i, table.schema.field(i).with_metadata({pgbinary.TEXT_LITERAL: b"1"})))
     return table, ids
+
+
+def _no_nul(kind: RecordKind, frame: pd.DataFrame, name: str, arr: pa.Array) -> None:
+    """PostgreSQL text cannot hold a NUL byte: refuse the record by name rather than lose it."""
+    hits = pa.compute.match_substring(arr, "\x00").fill_null(False).to_numpy(zero_copy_only=False)
+    if hits.any():
+        pos = int(np.argmax(hits))
+        raise _fail(
+            kind, frame, pos, name, arr[pos].as_py(), "text holds a NUL byte (\\x00), which PostgreSQL cannot store"
+        )
 
 
 def _column(kind: RecordKind, frame: pd.DataFrame, col: Column) -> pa.Array:

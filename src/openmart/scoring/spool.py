@@ -1,99 +1,126 @@
-"""A durable local spool for captured payload records the mart could not take right now.
+"""A durable local spool for what capture could not hand to the mart right now.
 
-Each batch the database refused to take (unreachable, restarting) is written as one Arrow IPC
-file, atomically (write to a temporary name, fsync, rename), under the spool directory of its
-subscription. ``drain`` writes spooled batches to the mart idempotently: the batch goes through
-a temporary table and ``INSERT ... ON CONFLICT (scoring_id) DO NOTHING``, so a batch whose
-commit was cut off half-acknowledged, then replayed, is stored exactly once.
+A spool belongs to one subscription of one mart: its folder is
+``<spool_dir>/<mart id>/subscription-<id>``, so two marts sharing a data directory, or a
+subscription recreated under an old name, never see each other's files.
+
+- ``*.arrow``: a validated batch the database could not take (unreachable, restarting), one
+  Arrow IPC file each, written atomically (temporary name, fsync, rename, fsync of the folder).
+- ``aside/*.jsonl``: records set aside (they did not fit) while the mart was away, with their
+  raw exchange and reason; moved into the mart's ``capture_set_aside`` table when it answers.
+
+``drain`` writes spooled batches to the mart idempotently (a temporary table and ``INSERT ...
+ON CONFLICT (scoring_id) DO NOTHING``), so a batch whose commit was cut off half-acknowledged,
+then replayed, is stored exactly once.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
 import threading
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
+import psycopg2
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from openmart.errors import ValidationError
+from openmart.mart.capture_store import SetAside, insert_set_aside
 from openmart.mart.identifiers import quote
 from openmart.mart.records import RecordKind, copy_into
 
 log = logging.getLogger(__name__)
 
 
+def spool_folder(spool_dir: Path, mart_id: str, subscription_id: int) -> Path:
+    return spool_dir / mart_id / f"subscription-{subscription_id}"
+
+
 @dataclass(frozen=True)
 class SpoolStats:
     files: int
     records: int
+    set_aside: int
 
 
-class Spool:
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self._lock = threading.Lock()
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # the rename itself must survive a crash
+    finally:
+        os.close(fd)
 
-    def _dir(self, subscription: str) -> Path:
-        path = self.directory / subscription
-        path.mkdir(parents=True, exist_ok=True)
-        return path
 
-    def put(self, subscription: str, table: pa.Table) -> Path:
-        """Write a batch durably; returns its file."""
-        folder = self._dir(subscription)
-        final = folder / f"{uuid.uuid4().hex}.arrow"
-        tmp = final.with_suffix(".tmp")
+def _write_atomically(final: Path, write: Callable[[Any], None]) -> Path:
+    tmp = final.with_suffix(".tmp")
+    try:
         with open(tmp, "wb") as fh:
-            with ipc.new_file(fh, table.schema) as writer:
-                writer.write_table(table)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, final)
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # the rename itself must survive a crash
-        finally:
-            os.close(dir_fd)
-        return final
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written file behind
+        raise
+    _fsync_dir(final.parent)
+    return final
 
-    def reject(self, subscription: str, items: list[dict], reason: str) -> Path:
-        """Keep captured items the mart refused (they did not fit the schema) for a person to see."""
-        folder = self._dir(subscription) / "rejected"
-        folder.mkdir(exist_ok=True)
-        path = folder / f"{uuid.uuid4().hex}.jsonl"
-        with open(path, "w") as fh:
-            for item in items:
-                fh.write(json.dumps({"reason": reason, **item}, default=str) + "\n")
-        return path
 
-    def files(self, subscription: str) -> list[Path]:
-        folder = self.directory / subscription
-        return sorted(folder.glob("*.arrow"), key=lambda p: p.stat().st_mtime) if folder.exists() else []
+def _b64(raw: bytes | None) -> str | None:
+    return base64.b64encode(raw).decode() if raw is not None else None
 
-    def stats(self, subscription: str) -> SpoolStats:
-        files = self.files(subscription)
-        records = 0
-        for f in files:
-            with ipc.open_file(f) as reader:
-                records += sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
-        return SpoolStats(len(files), records)
 
-    def drain(self, subscription: str, connection_factory, table_name: str) -> int:  # type: ignore[no-untyped-def]
+def _unb64(text: str | None) -> bytes | None:
+    return base64.b64decode(text) if text is not None else None
+
+
+class Spool:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._lock = threading.Lock()
+
+    # -- batches ---------------------------------------------------------------------------------
+    def put(self, table: pa.Table) -> Path:
+        """Write a batch durably; returns its file. Raises OSError when the disk refuses."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+        def write(fh: Any) -> None:
+            with ipc.new_file(fh, table.schema) as writer:
+                writer.write_table(table)
+
+        return _write_atomically(self.folder / f"{uuid.uuid4().hex}.arrow", write)
+
+    def files(self) -> list[Path]:
+        if not self.folder.exists():
+            return []
+        return sorted(self.folder.glob("*.arrow"), key=lambda p: p.stat().st_mtime)
+
+    def drain(self, connection_factory: Callable[[], Any], table_name: str) -> int:
         """Write spooled batches into ``table_name``; returns records stored. Stops at the first
         failure (the database is still away) and leaves the remaining files for later."""
         stored = 0
         with self._lock:
-            for path in self.files(subscription):
+            for path in self.files():
                 with ipc.open_file(path) as reader:
                     table = reader.read_all()
                 conn = connection_factory()
                 try:
                     stored += insert_idempotent(conn, table_name, table)
                     conn.commit()
+                except (ValidationError, psycopg2.DataError) as exc:
+                    # PostgreSQL refuses this batch as it is: keep it aside, never block the rest
+                    conn.rollback()
+                    path.rename(path.with_suffix(".refused"))
+                    log.error("spooled batch %s refused by the mart, kept as .refused: %s", path, exc)
+                    continue
                 except Exception:
                     conn.rollback()
                     raise
@@ -102,8 +129,83 @@ class Spool:
                 path.unlink()
         return stored
 
+    # -- set-aside records -----------------------------------------------------------------------
+    def put_aside(self, items: list[SetAside]) -> Path:
+        """Keep set-aside records on disk while the mart is away. Raises OSError when it can't."""
+        folder = self.folder / "aside"
+        folder.mkdir(parents=True, exist_ok=True)
+        lines = [
+            json.dumps(
+                {
+                    "scoring_id": i.scoring_id,
+                    "source": i.source,
+                    "reason": i.reason,
+                    "request_b64": _b64(i.request),
+                    "response_b64": _b64(i.response),
+                    "record_b64": _b64(i.record),
+                    "scoring_timestamp": i.scoring_timestamp.isoformat() if i.scoring_timestamp else None,
+                    "response_time": i.response_time,
+                }
+            )
+            for i in items
+        ]
+        data = ("\n".join(lines) + "\n").encode()
+        return _write_atomically(folder / f"{uuid.uuid4().hex}.jsonl", lambda fh: fh.write(data))
 
-def insert_idempotent(conn, table_name: str, table: pa.Table) -> int:  # type: ignore[no-untyped-def]
+    def aside_files(self) -> list[Path]:
+        folder = self.folder / "aside"
+        return sorted(folder.glob("*.jsonl"), key=lambda p: p.stat().st_mtime) if folder.exists() else []
+
+    @staticmethod
+    def read_aside(path: Path) -> Iterator[SetAside]:
+        for line in path.read_text().splitlines():
+            if not line.strip():
+                continue
+            d = json.loads(line)
+            stamp = d.get("scoring_timestamp")
+            yield SetAside(
+                d["scoring_id"],
+                d["source"],
+                d["reason"],
+                _unb64(d.get("request_b64")),
+                _unb64(d.get("response_b64")),
+                _unb64(d.get("record_b64")),
+                pd.Timestamp(stamp).to_pydatetime() if stamp else None,
+                d.get("response_time"),
+            )
+
+    def drain_aside(self, connection_factory: Callable[[], Any], subscription_id: int) -> int:
+        """Move set-aside records kept on disk into the mart (idempotently); returns how many."""
+        moved = 0
+        with self._lock:
+            for path in self.aside_files():
+                items = list(self.read_aside(path))
+                conn = connection_factory()
+                try:
+                    moved += insert_set_aside(conn, subscription_id, items)
+                    conn.commit()
+                except Exception:
+                    conn.rollback()
+                    raise
+                finally:
+                    conn.close()
+                path.unlink()
+        return moved
+
+    def pending(self) -> bool:
+        return bool(self.files() or self.aside_files())
+
+    def stats(self) -> SpoolStats:
+        files = self.files()
+        records = 0
+        for f in files:
+            with ipc.open_file(f) as reader:
+                records += sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+        aside = sum(sum(1 for line in f.read_text().splitlines() if line.strip()) for f in self.aside_files())
+        return SpoolStats(len(files), records, aside)
+
+
+def insert_idempotent(conn: Any, table_name: str, table: pa.Table) -> int:
     """COPY into a temporary table, then insert what is not stored yet (by scoring_id)."""
     staging = f"_openmart_stage_{uuid.uuid4().hex[:12]}"
     with conn.cursor() as cur:

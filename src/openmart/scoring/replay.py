@@ -1,0 +1,92 @@
+"""``openmart capture replay``: store set-aside records once the cause is fixed, exactly once.
+
+Set-aside exchanges are decoded again with the binding as it is now, and every record is
+validated against the subscription's schema as it is now. What fits is inserted idempotently
+(by scoring id) and removed from ``capture_set_aside`` in the same transaction; what still does
+not fit stays, with its reason brought up to date.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from openmart.mart.capture_store import (
+    SOURCE_EXCHANGE,
+    SetAside,
+    delete_set_aside,
+    read_set_aside,
+    update_reasons,
+)
+from openmart.scoring.intake import Exchange, IntakeBuilder, Item, provider_decoder
+from openmart.scoring.spool import Spool, insert_idempotent, spool_folder
+
+if TYPE_CHECKING:
+    from openmart.api import Subscription
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    examined: int
+    stored: int  # records (rows) added to the payload table
+    replayed: int  # set-aside entries that are now in the mart
+    still_refused: int
+    spooled_stored: int  # records drained from the spool on the way
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _item(entry: SetAside) -> Item:
+    if entry.source == SOURCE_EXCHANGE:
+        return Exchange(
+            entry.scoring_id,
+            pd.Timestamp(entry.scoring_timestamp) if entry.scoring_timestamp else pd.Timestamp.now(tz="UTC"),
+            entry.response_time or 0.0,
+            entry.request or b"",
+            entry.response or b"",
+        )
+    record = json.loads(entry.record or b"{}")
+    return pd.DataFrame.from_records(record if isinstance(record, list) else [record])
+
+
+def spool_of(sub: Subscription) -> Spool:
+    from openmart.mart.capture_store import mart_id
+
+    return Spool(spool_folder(sub.mart.settings.spool_dir, mart_id(sub.mart.engine), sub.id))
+
+
+def replay(sub: Subscription) -> ReplayReport:
+    spool = spool_of(sub)
+    engine = sub.mart.engine
+    spooled = spool.drain(engine.raw_connection, sub.payload.table)
+    spool.drain_aside(engine.raw_connection, sub.id)
+    entries = read_set_aside(engine, sub.id)
+    if not entries:
+        return ReplayReport(0, 0, 0, 0, spooled)
+    provider = sub.provider() if sub.binding and any(e.source == SOURCE_EXCHANGE for e in entries) else None
+    try:
+        decoder = provider_decoder(provider) if provider is not None else None
+        intake = IntakeBuilder(sub.schema, decoder=decoder, asset_revision=sub.asset_revision).build(
+            [_item(e) for e in entries]
+        )
+    finally:
+        if provider is not None:
+            provider.close()
+    refused = {a.scoring_id: a.reason for a in intake.set_aside}
+    done = [e for e in entries if e.scoring_id not in refused]
+    raw = engine.raw_connection()
+    try:
+        stored = insert_idempotent(raw, sub.payload.table, intake.table) if intake.table is not None else 0
+        delete_set_aside(raw, [e.id for e in done if e.id is not None])
+        update_reasons(raw, {e.id: refused[e.scoring_id] for e in entries if e.scoring_id in refused and e.id})
+        raw.commit()
+    except BaseException:
+        raw.rollback()
+        raise
+    finally:
+        raw.close()
+    return ReplayReport(len(entries), stored, len(done), len(refused), spooled)
