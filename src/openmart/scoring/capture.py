@@ -375,9 +375,19 @@ class PayloadCapture:
         return True
 
     def _to_memory(self, entry: _Buffered) -> None:
-        if self._buffered + entry.records > self._max_buffered:
-            self._drop(entry.records, "mart and spool both refuse, and the memory buffer is full")
-            return
+        room = self._max_buffered - self._buffered
+        if entry.records > room:
+            # keep what fits, drop the rest; the journal segments of a cut entry are never
+            # released, so in durable mode the dropped exchanges stay on disk for the next start
+            table = entry.table.slice(0, room) if entry.table is not None else None
+            kept_rows = table.num_rows if table is not None else 0
+            aside = entry.aside[: max(room - kept_rows, 0)]
+            self._drop(
+                entry.records - kept_rows - len(aside), "mart and spool both refuse, and the memory buffer is full"
+            )
+            entry = _Buffered(table if kept_rows else None, aside, [])
+            if not entry.records:
+                return
         self._buffer.append(entry)
         self._buffered += entry.records
 
