@@ -4,6 +4,7 @@ mart's own tables."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import threading
@@ -148,3 +149,31 @@ def subscribe(mart: openmart.Mart, url: str, name: str = "credit") -> openmart.a
 def stored_ids(mart: openmart.Mart, sub: openmart.api.Subscription) -> list[str]:
     """Every scoring id the payload table holds (duplicates included: there must be none)."""
     return mart.sql(f'SELECT scoring_id FROM "{sub.payload.table}"')["scoring_id"].tolist()
+
+
+@contextlib.contextmanager
+def answering(answer: dict) -> Iterator[str]:
+    """A deployment that answers ``answer`` to every record."""
+    body = json.dumps(answer).encode()
+
+    class Fixed(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Fixed)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from openmart.cli.common import OpenmartGroup, emit_json, emit_table, out, read_file, split_list, state
+from openmart.cli.common import OpenmartGroup, emit_json, emit_table, err, out, read_file, split_list, state
 from openmart.monitors.config import number_or_text
 from openmart.schema import ProblemType
 
@@ -111,6 +111,20 @@ def show(
         + [{"feature": c.name, "kind": f"{c.kind} (meta)"} for c in s.meta],
         ["feature", "kind"],
     )
+
+
+@app.command("add-classes")
+def add_classes(
+    ctx: typer.Context,
+    name: str,
+    labels: str = typer.Argument(..., help="Comma-separated classes the model now answers."),
+) -> None:
+    """Add classes a multiclass model now answers (then `openmart capture replay NAME`).
+
+    Example: openmart subscribe add-classes triage urgent,deferred
+    """
+    sub = state(ctx).mart.subscriptions.add_classes(name, split_list(labels))
+    err.print(f"{name!r} classes: {list(sub.schema.class_labels or ())}", highlight=False)
 
 
 @app.command()
