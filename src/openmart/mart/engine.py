@@ -4,6 +4,7 @@ otherwise), so a mart can share a database, and tests can each have their own.""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import warnings
 from dataclasses import dataclass
@@ -58,6 +59,13 @@ def resolve(url: str | None, settings: Settings, schema: str = DEFAULT_SCHEMA) -
     return Location(server.url, schema, server.pgdata)
 
 
+def advisory_key(purpose: str, schema: str) -> int:
+    """A PostgreSQL advisory lock key (signed 64-bit) for ``purpose`` on ``schema``, the same in
+    every process (a sha256, not Python's per-process ``hash``)."""
+    digest = hashlib.sha256(f"openmart:{purpose}:{schema}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 def create_engine(location: Location, **kwargs: object) -> Engine:
     engine = sa.create_engine(location.url, pool_pre_ping=True, future=True, **kwargs)
     schema = location.schema
@@ -65,7 +73,12 @@ def create_engine(location: Location, **kwargs: object) -> Engine:
     @sa.event.listens_for(engine, "connect")
     def _search_path(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
         with dbapi_conn.cursor() as cur:
-            cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
+            if cur.fetchone() is None:
+                # concurrent CREATE SCHEMA IF NOT EXISTS can still collide on pg_namespace's unique
+                # index: first connections of several processes take turns (lock ends with the commit)
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (advisory_key("create-schema", schema),))
+                cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             cur.execute(f'SET search_path TO "{schema}", public')
         dbapi_conn.commit()
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
+
+from openmart.mart.engine import advisory_key
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -22,7 +25,16 @@ def alembic_config(engine: Engine, schema: str) -> Config:
 
 
 def upgrade(engine: Engine, schema: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(engine, schema), revision)
+    """Migrate ``schema`` to ``revision``. Processes doing it at once take turns: the migration
+    runs in one transaction holding an advisory lock on the schema, so a second process waits,
+    then finds the schema up to date (instead of a unique violation creating alembic_version)."""
+    cfg = alembic_config(engine, schema)
+    with engine.connect() as conn:
+        # a transaction-level lock: released by the commit below, or by the rollback on any error
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": advisory_key("migrate", schema)})
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+        conn.commit()
 
 
 def check(engine: Engine, schema: str) -> None:
