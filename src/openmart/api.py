@@ -107,13 +107,15 @@ class Binding:
     id: int
     name: str
     provider: str
-    #: as stored: references in clear, encrypted secrets as "enc:..." (shown as ***)
-    stored_settings: Mapping[str, str]
+    #: as stored: references in clear, secrets as "enc:..." tokens, URLs redacted with their
+    #: clear form sealed beside them (see openmart.secrets); never shown as is
+    stored_settings: Mapping[str, str] = field(repr=False)
     created_at: datetime
     _mart: Mart = field(repr=False, compare=False)
 
     @property
     def settings(self) -> dict[str, str]:
+        """The settings as they may be shown: secrets as ***, URLs with credentials redacted."""
         return secrets.redact(self.stored_settings)
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,8 +127,11 @@ class Binding:
         }
 
     def connect(self) -> Provider:
-        """An adapter for this binding (secrets decrypted in memory only)."""
-        return registry.create(self.provider, secrets.reveal(self.stored_settings, self._mart.settings.secret_key))
+        """An adapter for this binding (secrets decrypted in memory only, and masked from then on
+        in openmart's messages and logs)."""
+        clear = secrets.reveal(self.stored_settings, self._mart.settings, self.name)
+        with secrets.scrubbed_errors():
+            return registry.create(self.provider, clear)
 
 
 class Bindings:
@@ -137,11 +142,17 @@ class Bindings:
         return Binding(row.id, row.name, row.provider, dict(row.settings), row.created_at, self._mart)
 
     def add(self, name: str, provider: str, settings: Mapping[str, Any] | None = None) -> Binding:
+        """Add a binding. Secrets (the provider's declared ones, secret-named settings, URL
+        credentials, values given as enc:...) are stored encrypted; refused without a key."""
         validate_name(name, "binding")
         factory = registry.factory_for(provider)
         raw = {str(k): str(v) for k, v in (settings or {}).items()}
-        stored = secrets.protect(raw, self._mart.settings.secret_key)
-        factory.validate_settings(stored)  # the adapter sees secrets only as "enc:..." tokens
+        clear, given_encrypted = secrets.open_given(raw, self._mart.settings)
+        secret_names = registry.secret_settings(provider) | given_encrypted
+        secrets.remember_settings(clear, secret_names)  # so that no validation message can echo one
+        with secrets.scrubbed_errors():
+            factory.validate_settings(clear)
+        stored = secrets.seal(clear, secret_names, self._mart.settings)
         with sa.orm.Session(self._mart.engine) as s:
             if s.scalar(sa.select(models.Binding).where(models.Binding.name == name)):
                 raise AlreadyExists(f"a binding named {name!r} exists already")
@@ -172,6 +183,36 @@ class Bindings:
                 raise ValidationError(f"binding {name!r} is used by subscriptions {list(users)}: remove them first")
             s.delete(row)
             s.commit()
+
+    def rotate_key(self, new_key: str) -> int:
+        """Re-encrypt every stored secret under ``new_key`` alone, in one transaction (all
+        bindings, or none on any failure); secrets an older openmart kept in clear are sealed on
+        the way. Returns how many values were re-encrypted. The caller stores the new key."""
+        old = secrets.require_keyring(self._mart.settings, "re-encrypting the stored secrets needs the current key")
+        count = 0
+        with self._mart.engine.begin() as conn:
+            rows = conn.execute(
+                sa.select(models.Binding.id, models.Binding.name, models.Binding.provider, models.Binding.settings)
+                .order_by(models.Binding.id)
+                .with_for_update()
+            ).all()
+            for id_, name, provider, stored in rows:
+                rotated, n = secrets.reencrypt(stored, old, new_key, _declared_secrets(provider), name)
+                if n:
+                    conn.execute(sa.update(models.Binding).where(models.Binding.id == id_).values(settings=rotated))
+                    count += n
+        return count
+
+
+def _declared_secrets(provider: str) -> frozenset[str]:
+    """A provider's declared secrets; none known when its plug-in is not installed here (what it
+    stored encrypted is rotated all the same)."""
+    from openmart.errors import ProviderNotInstalled
+
+    try:
+        return registry.secret_settings(provider)
+    except ProviderNotInstalled:
+        return frozenset()
 
 
 # -- subscriptions -------------------------------------------------------------------------------

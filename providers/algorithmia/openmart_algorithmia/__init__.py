@@ -5,7 +5,8 @@
   ``{"error": {"message": ..., "stacktrace": ...}}``;
 - versions: ``GET {base_url}/v1/algorithms/{owner}/{algo}/versions``.
 
-Settings: ``base_url`` (required), ``key_env`` (the variable holding the API key), ``algorithms``
+Settings: ``base_url`` (required), ``key_env`` (the variable holding the API key) or ``key`` (the key
+itself, declared secret: stored encrypted), ``algorithms``
 (comma-separated ``owner/algo`` to list), ``input`` (``records`` default, ``pandas_split``,
 ``pandas_json`` — the classic pattern posting ``DataFrame.to_json()`` —, ``fields_values``),
 ``prediction``/``probability`` (JSON paths into ``result``; defaults ``$.predictions[*]`` and
@@ -46,8 +47,10 @@ class AlgorithmiaProvider:
         "label_map": 'JSON object mapping model outputs to class labels, e.g. {"Churn": 1}',
         "timeout": "seconds (default 30; also sent as ?timeout=)",
         "retries": "retries of transient failures (default 3)",
-        "key": "(only encrypted, with OPENMART_SECRET_KEY) the API key",
+        "key": "the API key (stored encrypted; needs a key, see `openmart secrets init`)",
     }
+    #: credentials in base_url (userinfo, ?key=) are found by the core without a declaration
+    secret_settings: ClassVar[frozenset[str]] = frozenset({"key"})
 
     def __init__(self, settings: Mapping[str, str], transport: httpx.BaseTransport | None = None) -> None:
         self.settings = dict(settings)
@@ -60,7 +63,6 @@ class AlgorithmiaProvider:
 
     @classmethod
     def validate_settings(cls, settings: Mapping[str, str]) -> dict[str, str]:
-        httpkit.refuse_clear_secrets(settings)
         unknown = sorted(set(settings) - set(cls.settings_help))
         if unknown:
             raise ValidationError(
@@ -124,9 +126,13 @@ class AlgorithmiaProvider:
                     deployment_id,
                     deployment_id,
                     "algorithm-version",
-                    {"created": v.get("created"), "algorithm": algo, "url": self.target_url(deployment_id)},
+                    {
+                        "created": v.get("created"),
+                        "algorithm": algo,
+                        "url": secrets.redact_url(self.target_url(deployment_id)),
+                    },
                 )
-        raise NotFound(f"algorithm {algo} has no version {version} at {self.base_url}")
+        raise NotFound(f"algorithm {algo} has no version {version} at {secrets.redact_url(self.base_url)}")
 
     def target_url(self, deployment_id: str) -> str:
         return f"{self.base_url}/v1/algo/{deployment_id}"
@@ -157,7 +163,7 @@ class AlgorithmiaProvider:
             )
             return httpkit.json_body(response)
 
-        result = self._result(self.retry.call(once), url)
+        result = self._result(self.retry.call(once), secrets.redact_url(url))
         preds, probs = self._decode(result, len(records))
         return ScoreResult(preds, probs, 1, (time.perf_counter() - started) * 1000)
 

@@ -10,8 +10,10 @@ Settings (``openmart bind add NAME --provider custom --set key=value``):
 - ``prediction`` / ``probability``: JSON paths to them in the answer (defaults by mode:
   ``$.prediction``; ``$.predictions[*]``; the ``prediction`` field of a fields/values answer).
 - ``label_map``: JSON object mapping what the model says to class labels, e.g. ``{"Churn": 1}``.
-- ``auth``: ``none``, ``bearer`` (``token_env``: the variable holding the token) or ``header``
-  (``header``: its name, ``key_env``: the variable holding the key). Never the secret itself.
+- ``auth``: ``none``, ``bearer`` (``token_env``: the variable holding the token, or ``token``) or
+  ``header`` (``header``: its name, ``key_env``: the variable holding the key, or ``key``). ``token``
+  and ``key`` are declared secret: openmart stores them encrypted; so are credentials in ``url``
+  (``https://user:pw@host/...``, ``?api_key=...``), which is stored and shown redacted.
 - ``timeout`` (s, default 10), ``retries`` (default 3), ``concurrency`` (single mode, default 8).
 """
 
@@ -27,6 +29,7 @@ from urllib.parse import urlsplit
 import httpx
 import pandas as pd
 
+from openmart import secrets
 from openmart.errors import NotFound, ValidationError
 from openmart.providers import httpkit
 from openmart.providers.base import Deployment, ScoreResult
@@ -54,9 +57,10 @@ class CustomProvider:
         "retries": "retries of transient failures (default 3)",
         "concurrency": "parallel requests in single mode (default 8)",
         "records_field": "records mode: wrap the list as {field: [...]}",
-        "token": "(only encrypted, with OPENMART_SECRET_KEY) the bearer token",
-        "key": "(only encrypted, with OPENMART_SECRET_KEY) the API key",
+        "token": "the bearer token (stored encrypted; needs a key, see `openmart secrets init`)",
+        "key": "the API key for auth=header (stored encrypted; needs a key)",
     }
+    secret_settings: ClassVar[frozenset[str]] = frozenset({"token", "key"})
 
     def __init__(self, settings: Mapping[str, str], transport: httpx.BaseTransport | None = None) -> None:
         self.settings = dict(settings)
@@ -75,7 +79,6 @@ class CustomProvider:
     # -- construction ------------------------------------------------------------------------------
     @classmethod
     def validate_settings(cls, settings: Mapping[str, str]) -> dict[str, str]:
-        httpkit.refuse_clear_secrets(settings)
         unknown = sorted(set(settings) - set(cls.settings_help))
         if unknown:
             raise ValidationError(
@@ -93,9 +96,11 @@ class CustomProvider:
         if settings.get("auth", "none") not in ("none", "bearer", "header"):
             raise ValidationError("custom provider: auth must be none, bearer or header", column="auth")
         if settings.get("auth") == "bearer" and not (settings.get("token_env") or settings.get("token")):
-            raise ValidationError("custom provider: auth=bearer needs token_env=VARIABLE", column="token_env")
+            raise ValidationError(
+                "custom provider: auth=bearer needs token_env=VARIABLE or token=...", column="token_env"
+            )
         if settings.get("auth") == "header" and not (settings.get("key_env") or settings.get("key")):
-            raise ValidationError("custom provider: auth=header needs key_env=VARIABLE", column="key_env")
+            raise ValidationError("custom provider: auth=header needs key_env=VARIABLE or key=...", column="key_env")
         for key in ("timeout", "retries", "concurrency"):
             httpkit.number(settings, key, 0)
         return dict(settings)
@@ -108,6 +113,11 @@ class CustomProvider:
 
     # -- the protocol ---------------------------------------------------------------------------
     @property
+    def shown_url(self) -> str:
+        """The URL as messages and ``deployments`` may show it (credentials as ***)."""
+        return secrets.redact_url(self.url)
+
+    @property
     def path(self) -> str:
         return urlsplit(self.url).path or "/"
 
@@ -116,8 +126,8 @@ class CustomProvider:
 
     def describe(self, deployment_id: str) -> Deployment:
         if deployment_id not in (self.path, self.url, "default"):
-            raise NotFound(f"this custom binding serves {self.path!r} ({self.url}), not {deployment_id!r}")
-        return Deployment(self.path, self.path, "url", {"url": self.url, "mode": self.mode})
+            raise NotFound(f"this custom binding serves {self.path!r} ({self.shown_url}), not {deployment_id!r}")
+        return Deployment(self.path, self.path, "url", {"url": self.shown_url, "mode": self.mode})
 
     def target_url(self, deployment_id: str) -> str:
         self.describe(deployment_id)
@@ -136,7 +146,7 @@ class CustomProvider:
         return self.retry.call(once)
 
     def _decode(self, document: Any, n: int) -> tuple[list[Any], list[Any] | None]:
-        return self.outputs.decode(document, n, self.url)
+        return self.outputs.decode(document, n, self.shown_url)
 
     def score(self, deployment_id: str, records: pd.DataFrame) -> ScoreResult:
         self.describe(deployment_id)

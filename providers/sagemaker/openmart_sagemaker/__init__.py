@@ -58,6 +58,9 @@ class SageMakerProvider:
         "batch_size": "rows per invoke_endpoint call (default 500)",
         "retries": "retries of throttling and transient failures (default 4)",
     }
+    # none: credentials come from the AWS chain and validate_settings refuses key-like settings;
+    # profile and role_arn name credentials (references), they are not secrets themselves
+    secret_settings: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, settings: Mapping[str, str], session: Any = None) -> None:
         import boto3

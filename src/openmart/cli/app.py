@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from openmart.cli import bind, capture, db, explain, monitor, records, scoring, story, subscribe
+from openmart.cli import bind, capture, db, explain, monitor, records, scoring, secrets, story, subscribe
 from openmart.cli.common import CliContext, OpenmartGroup
 
 app = typer.Typer(
@@ -37,6 +37,7 @@ def _root(
 
 app.add_typer(db.app, name="db")
 app.add_typer(bind.app, name="bind")
+app.add_typer(secrets.app, name="secrets")
 app.add_typer(subscribe.app, name="subscribe")
 app.add_typer(records.payload_app, name="payload")
 app.add_typer(records.feedback_app, name="feedback")

@@ -18,6 +18,8 @@ Examples:
 
   openmart bind add host --provider algorithmia --set base_url=http://127.0.0.1:9000 --set key_env=ALGO_KEY
 
+  openmart bind add api --provider custom --set url='https://user:pw@host/predict?api_key=...'  # stored redacted
+
   openmart bind add aws --provider sagemaker --set region=us-east-1
 """,
 )
@@ -29,7 +31,10 @@ def add(
     name: str = typer.Argument(..., help="A name for the binding."),
     provider: str = typer.Option(..., "--provider", "-p", help="Provider kind: custom, algorithmia, sagemaker."),
     settings: list[str] = typer.Option(
-        [], "--set", help="A setting as key=value (repeat). Secrets only as references, e.g. token_env=VAR."
+        [],
+        "--set",
+        help="A setting as key=value (repeat). Secrets (token=, key=, URL credentials) are stored encrypted "
+        "(needs a key: `openmart secrets init`) and shown as ***; or give a reference, e.g. token_env=VAR.",
     ),
     json_: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
@@ -55,7 +60,7 @@ def list_(ctx: typer.Context, json_: bool = typer.Option(False, "--json", help="
 def show(
     ctx: typer.Context, name: str, json_: bool = typer.Option(False, "--json", help="Machine-readable output.")
 ) -> None:
-    """Show one binding (secrets are never printed)."""
+    """Show one binding (secrets as ***, URL credentials redacted)."""
     data = state(ctx).mart.bindings.get(name).to_dict()
     if json_:
         emit_json(data)

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from openmart import secrets
 from openmart.api import Mart, connect
 from openmart.errors import OpenmartError, ValidationError
 
@@ -65,13 +66,14 @@ class OpenmartGroup(typer.core.TyperGroup):
 
 
 def fail(message: str, code: int = 1) -> None:
-    """One line on stderr, a non-zero exit."""
-    err.print(f"error: {message}", highlight=False, markup=False)
+    """One line on stderr, a non-zero exit; scrubbed, as messages may quote a URL or a server's
+    answer that echoes a credential."""
+    err.print(f"error: {secrets.scrub(message)}", highlight=False, markup=False)
     raise typer.Exit(code)
 
 
 def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    sys.stdout.write(secrets.scrub_known(json.dumps(data, indent=2, default=str)) + "\n")
 
 
 def emit_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: str | None = None) -> None:
@@ -79,7 +81,7 @@ def emit_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: st
     for c in columns:
         table.add_column(c)
     for r in rows:
-        table.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in columns))
+        table.add_row(*("" if r.get(c) is None else secrets.scrub_known(str(r.get(c))) for c in columns))
     out.print(table)
 
 

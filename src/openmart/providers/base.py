@@ -65,6 +65,11 @@ class ProviderFactory(Protocol):
 
     kind: ClassVar[str]
     settings_help: ClassVar[Mapping[str, str]]
+    #: settings whose whole value is a secret (a token, an API key): the core stores them
+    #: encrypted and shows them as ``***``. Credentials inside URL-valued settings (userinfo,
+    #: ``?api_key=``) are found by the core itself and need no declaration. The adapter receives
+    #: every value in clear, in ``validate_settings`` and ``from_settings`` alike.
+    secret_settings: ClassVar[frozenset[str]]
 
     @classmethod
     def validate_settings(cls, settings: Mapping[str, str]) -> dict[str, str]:

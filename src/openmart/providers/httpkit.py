@@ -216,19 +216,9 @@ def number(settings: Mapping[str, str], key: str, default: float) -> float:
         raise ValidationError(f"setting {key}={raw!r} is not a number", column=key) from None
 
 
-def refuse_clear_secrets(settings: Mapping[str, str]) -> None:
-    for key, value in settings.items():
-        if secrets.is_secret_key(key) and not str(value).startswith(secrets.ENCRYPTED_PREFIX):
-            raise ValidationError(
-                f"setting {key!r} would hold a secret in clear: give {key}_env=VARIABLE_NAME "
-                "(or set OPENMART_SECRET_KEY to store it encrypted)",
-                column=key,
-            )
-
-
 def auth_headers(settings: Mapping[str, str]) -> dict[str, str]:
     """Headers for the binding's auth; the secret is read from the environment at call time
-    (or is the decrypted value openmart keeps encrypted)."""
+    (or is the value openmart keeps encrypted, decrypted in memory when the adapter is built)."""
     auth = settings.get("auth", "none")
     if auth == "none":
         return {}
@@ -293,21 +283,24 @@ def server_message(response: httpx.Response) -> str:
 
 
 def send(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
-    """One request; transport failures and error statuses mapped into openmart's tree."""
+    """One request; transport failures and error statuses mapped into openmart's tree. Messages
+    are scrubbed here, at the boundary: httpx's errors carry the URL (with its userinfo and
+    query), and a server may echo the credential it was sent."""
+    scrub = secrets.scrub
     try:
         response = client.request(method, url, **kwargs)
     except httpx.TimeoutException as exc:
-        raise ProviderTimeout(f"{method} {url}: no answer in time ({type(exc).__name__})") from exc
+        raise ProviderTimeout(scrub(f"{method} {url}: no answer in time ({type(exc).__name__})")) from exc
     except httpx.ConnectError as exc:
-        raise ProviderConnectionError(f"{method} {url}: cannot connect ({exc})") from exc
+        raise ProviderConnectionError(scrub(f"{method} {url}: cannot connect ({exc})")) from exc
     except httpx.TransportError as exc:
-        raise ProviderConnectionError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
+        raise ProviderConnectionError(scrub(f"{method} {url}: {type(exc).__name__}: {exc}")) from exc
     if response.status_code >= 400:
         message = server_message(response)
         raise ProviderHTTPError(
-            f"{method} {url}: HTTP {response.status_code}: {message}",
+            scrub(f"{method} {url}: HTTP {response.status_code}: {message}"),
             status=response.status_code,
-            body=response.text[:2000],
+            body=scrub(response.text[:2000]),
         )
     return response
 
@@ -316,4 +309,6 @@ def json_body(response: httpx.Response) -> Any:
     try:
         return response.json()
     except ValueError as exc:
-        raise ProviderResponseError(f"{response.request.url}: the answer is not JSON: {response.text[:200]!r}") from exc
+        raise ProviderResponseError(
+            secrets.scrub(f"{response.request.url}: the answer is not JSON: {response.text[:200]!r}")
+        ) from exc

@@ -42,3 +42,9 @@ def factory_for(kind: str) -> ProviderFactory:
 
 def create(kind: str, settings: Mapping[str, str]) -> Provider:
     return factory_for(kind).from_settings(settings)
+
+
+def secret_settings(kind: str) -> frozenset[str]:
+    """The settings a provider declares secret; a plug-in written before the declaration existed
+    declares none (the core still encrypts what it recognises by name or in URLs)."""
+    return frozenset(getattr(factory_for(kind), "secret_settings", frozenset()))
