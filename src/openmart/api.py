@@ -85,9 +85,24 @@ class Mart:
         }
 
     def sql(self, query: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
-        """Run a read query against the mart (its schema is on the search path) as a DataFrame."""
+        """Run one read query against the mart (its schema is on the search path) as a DataFrame.
+
+        Read-only: a single SELECT, WITH, VALUES, TABLE, SHOW or EXPLAIN statement, run in a
+        read-only transaction that is rolled back afterwards; anything else raises ValidationError.
+        Writing goes through the API."""
+        from openmart.mart.readonly import check_read_only, query_error
+
+        check_read_only(query)  # one statement: a second one (after a COMMIT) would escape the transaction
         with self.engine.connect() as conn:
-            return pd.read_sql_query(sa.text(query), conn, params=dict(params or {}))
+            try:
+                # the transaction's first statement, so it holds before the query runs
+                conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+                conn.exec_driver_sql("SET LOCAL standard_conforming_strings = on")  # as check_read_only reads quotes
+                return pd.read_sql_query(sa.text(query), conn, params=dict(params or {}))
+            except (sa.exc.DBAPIError, pd.errors.DatabaseError) as exc:  # pandas wraps the driver's error
+                raise query_error(exc) from None
+            finally:
+                conn.rollback()
 
     def alerts(self, *, status: str | None = "open") -> pd.DataFrame:
         q = sa.select(models.Alert, models.Subscription.name.label("subscription")).join(

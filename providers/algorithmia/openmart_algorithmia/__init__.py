@@ -10,7 +10,8 @@ itself, declared secret: stored encrypted), ``algorithms``
 (comma-separated ``owner/algo`` to list), ``input`` (``records`` default, ``pandas_split``,
 ``pandas_json`` — the classic pattern posting ``DataFrame.to_json()`` —, ``fields_values``),
 ``prediction``/``probability`` (JSON paths into ``result``; defaults ``$.predictions[*]`` and
-``$.probabilities[*]``), ``label_map``, ``timeout`` (s, default 30), ``retries`` (default 3).
+``$.probabilities[*]``), ``label_map``, ``timeout`` (s, default 30), ``retries`` (default 3) and
+``retry_budget`` (s, default 30; see ``httpkit.RetryPolicy`` for what is retried).
 Deployments are named ``owner/algo/version``.
 """
 
@@ -46,7 +47,8 @@ class AlgorithmiaProvider:
         "probability": "JSON path into result (default $.probabilities[*])",
         "label_map": 'JSON object mapping model outputs to class labels, e.g. {"Churn": 1}',
         "timeout": "seconds (default 30; also sent as ?timeout=)",
-        "retries": "retries of transient failures (default 3)",
+        "retries": "retries of failures a retry can mend: refused connection, 5xx, 429 (default 3)",
+        "retry_budget": "seconds all tries of one call may take together (default 30)",
         "key": "the API key (stored encrypted; needs a key, see `openmart secrets init`)",
     }
     #: credentials in base_url (userinfo, ?key=) are found by the core without a declaration
@@ -58,7 +60,7 @@ class AlgorithmiaProvider:
         self.input = settings.get("input", "records")
         self.outputs = httpkit.OutputPaths.from_settings(settings, "$.predictions[*]", "$.probabilities[*]")
         self.timeout = httpkit.number(settings, "timeout", 30.0)
-        self.retry = httpkit.RetryPolicy(retries=int(httpkit.number(settings, "retries", 3)))
+        self.retry = httpkit.RetryPolicy.from_settings(settings)
         self._client = httpx.Client(timeout=self.timeout + 5, transport=transport)
 
     @classmethod
@@ -75,6 +77,7 @@ class AlgorithmiaProvider:
         if settings.get("input", "records") not in INPUTS:
             raise ValidationError(f"algorithmia provider: input must be one of {list(INPUTS)}", column="input")
         httpkit.label_map(settings)
+        httpkit.RetryPolicy.from_settings(settings)
         return dict(settings)
 
     @classmethod

@@ -14,7 +14,9 @@ Settings (``openmart bind add NAME --provider custom --set key=value``):
   ``header`` (``header``: its name, ``key_env``: the variable holding the key, or ``key``). ``token``
   and ``key`` are declared secret: openmart stores them encrypted; so are credentials in ``url``
   (``https://user:pw@host/...``, ``?api_key=...``), which is stored and shown redacted.
-- ``timeout`` (s, default 10), ``retries`` (default 3), ``concurrency`` (single mode, default 8).
+- ``timeout`` (s, default 10), ``concurrency`` (single mode, default 8).
+- ``retries`` (default 3) and ``retry_budget`` (s, default 30): only a refused or reset connection,
+  a connect timeout, 5xx, 429 and 408 are tried again (``httpkit.RetryPolicy``).
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ class CustomProvider:
         "header": "header name for auth=header (default X-Api-Key)",
         "key_env": "environment variable holding the API key",
         "timeout": "seconds (default 10)",
-        "retries": "retries of transient failures (default 3)",
+        "retries": "retries of failures a retry can mend: refused connection, 5xx, 429 (default 3)",
+        "retry_budget": "seconds all tries of one request may take together (default 30)",
         "concurrency": "parallel requests in single mode (default 8)",
         "records_field": "records mode: wrap the list as {field: [...]}",
         "token": "the bearer token (stored encrypted; needs a key, see `openmart secrets init`)",
@@ -70,7 +73,7 @@ class CustomProvider:
         self.outputs = httpkit.OutputPaths.from_settings(settings, default_pred, default_prob)
         self.records_field = settings.get("records_field") or None
         self.timeout = httpkit.number(settings, "timeout", 10.0)
-        self.retry = httpkit.RetryPolicy(retries=int(httpkit.number(settings, "retries", 3)))
+        self.retry = httpkit.RetryPolicy.from_settings(settings)
         self.concurrency = int(httpkit.number(settings, "concurrency", 8))
         self._client = httpx.Client(
             timeout=self.timeout, transport=transport, limits=httpx.Limits(max_connections=max(self.concurrency, 4))
@@ -103,6 +106,7 @@ class CustomProvider:
             raise ValidationError("custom provider: auth=header needs key_env=VARIABLE or key=...", column="key_env")
         for key in ("timeout", "retries", "concurrency"):
             httpkit.number(settings, key, 0)
+        httpkit.RetryPolicy.from_settings(settings)
         return dict(settings)
 
     @classmethod

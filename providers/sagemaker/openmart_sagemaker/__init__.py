@@ -8,7 +8,8 @@ Settings: ``region`` (required), ``profile``, ``role_arn``, ``content_type`` (``
 default, or ``application/json``), ``accept`` (default ``application/json``), ``prediction`` /
 ``probability`` (JSON paths into the answer; defaults ``$.predictions[*].predicted_label`` and
 ``$.predictions[*].score``, the built-in algorithms' shape), ``label_map``, ``batch_size`` (rows
-per invoke, default 500), ``retries`` (default 4, throttling included).
+per invoke, default 500), ``retries`` (default 4: botocore's standard retry mode, bounded; see
+``botocore_config``).
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class SageMakerProvider:
         )
         self.batch_size = int(httpkit.number(settings, "batch_size", 500))
         self.retries = int(httpkit.number(settings, "retries", 4))
+        self.client_config = botocore_config(self.retries)
         session = session or boto3.Session(profile_name=settings.get("profile") or None, region_name=self.region)
         if settings.get("role_arn"):
             creds = session.client("sts").assume_role(RoleArn=settings["role_arn"], RoleSessionName="openmart")[
@@ -86,8 +88,8 @@ class SageMakerProvider:
                 region_name=self.region,
             )
         self.session = session
-        self.sagemaker = session.client("sagemaker")
-        self.runtime = session.client("sagemaker-runtime")
+        self.sagemaker = session.client("sagemaker", config=self.client_config)
+        self.runtime = session.client("sagemaker-runtime", config=self.client_config)
 
     @classmethod
     def validate_settings(cls, settings: Mapping[str, str]) -> dict[str, str]:
@@ -108,6 +110,7 @@ class SageMakerProvider:
                 "sagemaker provider: content_type must be text/csv or application/json", column="content_type"
             )
         httpkit.label_map(settings)
+        httpkit.RetryPolicy.from_settings(settings)  # the same range check of retries as the HTTP providers
         return dict(settings)
 
     @classmethod
@@ -117,39 +120,30 @@ class SageMakerProvider:
 
     # -- errors ---------------------------------------------------------------------------------
     def _call(self, fn: Any, **kwargs: Any) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+        """One AWS call. Retries happen inside botocore (``botocore_config``), bounded; here its
+        errors are mapped into openmart's tree."""
+        from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, EndpointConnectionError
 
-        attempt = 0
-        while True:
-            try:
-                return fn(**kwargs)
-            except ClientError as exc:
-                err = exc.response.get("Error", {})
-                code, message = err.get("Code", ""), err.get("Message", str(exc))
-                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-                if code in _THROTTLING or (status or 0) >= 500:
-                    if attempt < self.retries:
-                        time.sleep(min(0.2 * 2**attempt, 5))
-                        attempt += 1
-                        continue
-                    if code in _THROTTLING:
-                        raise ProviderThrottled(f"SageMaker throttled the call ({code}): {message}") from exc
-                if code == "ValidationException" and "not found" in message.lower() or code == "ResourceNotFound":
-                    raise NotFound(f"SageMaker: {message}") from exc
-                if code == "ModelError":
-                    raise ProviderHTTPError(
-                        f"the model failed: {exc.response.get('OriginalMessage', message)}",
-                        status=exc.response.get("OriginalStatusCode", status),
-                    ) from exc
-                raise ProviderHTTPError(f"SageMaker {code}: {message}", status=status) from exc
-            except EndpointConnectionError as exc:
-                if attempt < self.retries:
-                    time.sleep(min(0.2 * 2**attempt, 5))
-                    attempt += 1
-                    continue
-                raise ProviderConnectionError(f"cannot reach SageMaker: {exc}") from exc
-            except BotoCoreError as exc:
-                raise ProviderError(f"SageMaker call failed: {exc}") from exc
+        try:
+            return fn(**kwargs)
+        except ClientError as exc:
+            err = exc.response.get("Error", {})
+            code, message = err.get("Code", ""), err.get("Message", str(exc))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in _THROTTLING:
+                raise ProviderThrottled(f"SageMaker throttled the call ({code}): {message}") from exc
+            if code == "ValidationException" and "not found" in message.lower() or code == "ResourceNotFound":
+                raise NotFound(f"SageMaker: {message}") from exc
+            if code == "ModelError":
+                raise ProviderHTTPError(
+                    f"the model failed: {exc.response.get('OriginalMessage', message)}",
+                    status=exc.response.get("OriginalStatusCode", status),
+                ) from exc
+            raise ProviderHTTPError(f"SageMaker {code}: {message}", status=status) from exc
+        except (EndpointConnectionError, ConnectTimeoutError) as exc:
+            raise ProviderConnectionError(f"cannot reach SageMaker: {exc}") from exc
+        except BotoCoreError as exc:
+            raise ProviderError(f"SageMaker call failed: {exc}") from exc
 
     # -- the protocol ---------------------------------------------------------------------------
     def list_deployments(self) -> list[Deployment]:
@@ -250,6 +244,21 @@ class SageMakerProvider:
             ids += [inference_id] if len(part) == 1 else [f"{inference_id}-{k}" for k in range(1, len(part) + 1)]
             calls += 1
         return ScoreResult(preds, probs, calls, (time.perf_counter() - started) * 1000, record_ids=ids)
+
+
+def botocore_config(retries: int) -> Any:
+    """boto3 client settings: botocore's ``standard`` retry mode (throttling, 500/502/503/504 and
+    connection errors, exponential backoff with jitter, a client-side rate limit on retries)
+    capped at ``retries`` retries, so one call is at most ``retries + 1`` requests. Model errors
+    (ModelError) and other 4xx are not retried. Connect timeout 10 s; the read timeout stays at
+    60 s, as long as SageMaker lets an endpoint answer."""
+    from botocore.config import Config
+
+    return Config(
+        retries={"mode": "standard", "total_max_attempts": retries + 1},
+        connect_timeout=10,
+        read_timeout=60,
+    )
 
 
 def _number(text: str) -> Any:

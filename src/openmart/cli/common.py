@@ -18,7 +18,7 @@ from rich.table import Table
 
 from openmart import secrets
 from openmart.api import Mart, connect
-from openmart.errors import OpenmartError, ValidationError
+from openmart.errors import ConfigError, OpenmartError, ValidationError
 
 # colours only on a terminal; rich checks isatty itself, NO_COLOR is honoured too
 out = Console(soft_wrap=True)
@@ -59,6 +59,8 @@ class OpenmartGroup(typer.core.TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
+        except ConfigError as exc:  # a setting the user must change (e.g. an unusable data directory)
+            fail(str(exc), code=2)
         except OpenmartError as exc:
             fail(str(exc))
         except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:

@@ -7,12 +7,14 @@ list, or every value of an object in key order — e.g. a pandas JSON frame keye
 
 from __future__ import annotations
 
+import email.utils
 import json
 import random
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -24,6 +26,7 @@ from openmart.errors import (
     ProviderError,
     ProviderHTTPError,
     ProviderResponseError,
+    ProviderThrottled,
     ProviderTimeout,
     ValidationError,
 )
@@ -240,27 +243,114 @@ def _required(settings: Mapping[str, str], key: str) -> str:
 # -- transport --------------------------------------------------------------------------------------
 
 
+DEFAULT_RETRIES = 3  # retries after the first try
+DEFAULT_RETRY_BUDGET = 30.0  # seconds for all tries and waits of one call
+MAX_RETRIES = 10
+MAX_RETRY_BUDGET = 600.0
+
+# transport failures a new try can get past: a refused or reset connection, a connect timeout.
+# Not a read timeout (the deployment has the request and is slow: asking again adds load and
+# multiplies the wait), nor a malformed URL or protocol misuse (the same next time).
+_RETRYABLE_TRANSPORT = (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ConnectTimeout)
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
-    retries: int = 3
-    backoff: float = 0.1  # seconds; doubled each attempt, with jitter
-    max_backoff: float = 2.0
+    """Retries only where a retry can help: connection refused or reset, connect timeouts,
+    5xx (not 501/505), 429, 408 and throttling. Anything else (other 4xx, an answer that is not
+    JSON or has the wrong shape, a model's own error) fails at once. Waits grow exponentially
+    with jitter, a server's Retry-After is honoured, and all tries of one call share a total
+    time budget: a try is not started when its wait would end past the budget."""
+
+    retries: int = DEFAULT_RETRIES
+    budget: float = DEFAULT_RETRY_BUDGET  # seconds
+    backoff: float = 0.2  # seconds before the first retry; doubled each time
+    max_backoff: float = 5.0
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, str]) -> RetryPolicy:
+        """From a binding's ``retries`` and ``retry_budget`` settings (validated here)."""
+        retries = float(number(settings, "retries", DEFAULT_RETRIES))
+        if not (retries.is_integer() and 0 <= retries <= MAX_RETRIES):
+            raise ValidationError(
+                f"setting retries={settings.get('retries')!r}: give a whole number from 0 to {MAX_RETRIES}",
+                column="retries",
+            )
+        budget = number(settings, "retry_budget", DEFAULT_RETRY_BUDGET)
+        if not 0 <= budget <= MAX_RETRY_BUDGET:
+            raise ValidationError(
+                f"setting retry_budget={settings.get('retry_budget')!r}: give seconds from 0 to {MAX_RETRY_BUDGET:.0f}",
+                column="retry_budget",
+            )
+        return cls(retries=int(retries), budget=budget)
 
     def call(self, fn: Callable[[], T]) -> T:
-        attempt = 0
+        started = time.monotonic()
+        attempt = 1
         while True:
             try:
                 return fn()
-            except (ProviderConnectionError, ProviderTimeout) as exc:
-                error: ProviderError = exc
-            except ProviderHTTPError as exc:
-                if not exc.transient:
+            except ProviderError as exc:
+                if not retryable(exc):
                     raise
-                error = exc
-            if attempt >= self.retries:
-                raise error
-            time.sleep(min(self.backoff * 2**attempt, self.max_backoff) * (0.5 + random.random() / 2))
+                wait = self.wait(exc, attempt)
+                elapsed = time.monotonic() - started
+                if attempt > self.retries or elapsed + wait > self.budget:
+                    _say_tries(exc, attempt, elapsed, wait, self.budget)
+                    raise
+            time.sleep(wait)
             attempt += 1
+
+    def wait(self, exc: ProviderError, attempt: int) -> float:
+        """Seconds before try ``attempt + 1``: the server's Retry-After when it gave one, else
+        exponential backoff with jitter (so many clients failing together do not return together)."""
+        if isinstance(exc, ProviderHTTPError) and exc.retry_after is not None:
+            return exc.retry_after
+        ceiling = min(self.backoff * 2 ** (attempt - 1), self.max_backoff)
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def retryable(exc: ProviderError) -> bool:
+    """Whether another try may succeed (see ``RetryPolicy``)."""
+    if isinstance(exc, ProviderThrottled):
+        return True
+    if isinstance(exc, ProviderHTTPError):
+        return exc.transient
+    if isinstance(exc, ProviderConnectionError | ProviderTimeout):
+        # send() keeps the transport error as the cause; without one, a connection error is retried
+        cause = exc.__cause__
+        if cause is None:
+            return isinstance(exc, ProviderConnectionError)
+        return isinstance(cause, _RETRYABLE_TRANSPORT)
+    return False
+
+
+def _say_tries(exc: ProviderError, attempt: int, elapsed: float, wait: float, budget: float) -> None:
+    """Add to the last error's message how many tries were made and why they stopped."""
+    tries = f"{attempt} {'try' if attempt == 1 else 'tries'} in {elapsed:.1f} s"
+    why = f"; the next would start after the {budget:g} s retry budget" if elapsed + wait > budget else ""
+    if exc.args and isinstance(exc.args[0], str):
+        exc.args = (f"{exc.args[0]} ({tries}{why})", *exc.args[1:])
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """The Retry-After of a 429 or 503 answer in seconds (it may be a number or an HTTP date)."""
+    if response.status_code not in (429, 503):
+        return None
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def server_message(response: httpx.Response) -> str:
@@ -301,6 +391,7 @@ def send(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Re
             scrub(f"{method} {url}: HTTP {response.status_code}: {message}"),
             status=response.status_code,
             body=scrub(response.text[:2000]),
+            retry_after=retry_after(response),
         )
     return response
 
