@@ -300,7 +300,8 @@ def _timestamps(kind: RecordKind, frame: pd.DataFrame, column: str) -> pa.Array 
         raise _fail(kind, frame, pos, column, series.iloc[pos], "not a timestamp")
     if getattr(parsed.dt, "tz", None) is None:
         parsed = parsed.dt.tz_localize("UTC")
-    return pa.array(parsed.dt.tz_convert("UTC"), type=pa.timestamp("us", tz="UTC"), from_pandas=True)
+    # PostgreSQL keeps microseconds: finer parts are cut, not refused
+    return pa.array(parsed.dt.tz_convert("UTC").dt.floor("us"), type=pa.timestamp("us", tz="UTC"), from_pandas=True)
 
 
 def prepare(kind: RecordKind, data: Any, schema: SubscriptionSchema) -> tuple[pa.Table, pa.Array | None]:

@@ -7,7 +7,7 @@ aside); segments left by a process that died are read again at the next start an
 idempotently, so a SIGKILL loses nothing that was answered.
 
 Frame: ``b"OMJ1"``, CRC-32 of the body, body length (little-endian u32 each), then the body:
-timestamp (f64 epoch seconds), response time (f64 ms), lengths of scoring id, request and
+timestamp (i64 epoch microseconds), response time (f64 ms), lengths of scoring id, request and
 response (u16, u32, u32), then those bytes. A torn tail (a crash mid-write, never answered)
 fails its length or CRC check and is ignored.
 """
@@ -33,14 +33,14 @@ log = logging.getLogger(__name__)
 
 MAGIC = b"OMJ1"
 _FRAME = struct.Struct("<4sII")
-_BODY = struct.Struct("<ddHII")
+_BODY = struct.Struct("<qdHII")
 SEGMENT_BYTES = 16 << 20
 
 
 def encode(ex: Exchange) -> bytes:
     sid = ex.scoring_id.encode()
     body = (
-        _BODY.pack(ex.timestamp.timestamp(), ex.response_time_ms, len(sid), len(ex.request), len(ex.response))
+        _BODY.pack(ex.timestamp.value // 1000, ex.response_time_ms, len(sid), len(ex.request), len(ex.response))
         + sid
         + ex.request
         + ex.response
@@ -63,7 +63,7 @@ def decode_file(path: Path) -> Iterator[Exchange]:
         at += n_sid
         request = body[at : at + n_req]
         response = body[at + n_req : at + n_req + n_resp]
-        yield Exchange(sid, pd.Timestamp(stamp, unit="s", tz="UTC"), rt, request, response)
+        yield Exchange(sid, pd.Timestamp(stamp, unit="us", tz="UTC"), rt, request, response)
         pos += _FRAME.size + length
 
 
