@@ -9,8 +9,12 @@
    stretch in the middle (from a third to two thirds of the requests): how many records the
    mart holds at the end against how many were sent, lost and duplicated.
 
-Goals (issue 3): added p50 <= 2 ms, added p99 <= 10 ms, proxy throughput >= 0.8 x direct, zero
-records lost or duplicated. The load generator is a minimal asyncio HTTP/1.1 client with
+3. The same timed load through a second proxy started with ``--durable`` (each exchange fsync'd
+   to the journal, group-committed, before its answer goes back): what durability costs.
+
+Goals (issues 3 and 12): added p50 <= 2 ms, added p99 <= 10 ms, proxy throughput >= 0.8 x
+direct, zero records lost or duplicated; the same figures are printed for ``--durable``.
+The load generator is a minimal asyncio HTTP/1.1 client with
 keep-alive connections, so that it measures the servers rather than itself.
 """
 
@@ -99,6 +103,18 @@ def load(
     return np.array(lat) * 1000, time.perf_counter() - t0, ids
 
 
+def wait_until_up(url: str) -> None:
+    import httpx
+
+    for _ in range(600):
+        try:
+            httpx.get(f"{url}/_openmart/health", timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=5000)
@@ -125,14 +141,7 @@ def main() -> int:
             stderr=subprocess.PIPE,
         )
         proxy_url = f"http://127.0.0.1:{port}"
-        import httpx
-
-        for _ in range(200):
-            try:
-                httpx.get(f"{proxy_url}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
+        wait_until_up(proxy_url)
         rng = np.random.default_rng(1)
         rows = frame.sample(args.requests, replace=True, random_state=1)[["income", "debt"]]
         bodies = [
@@ -156,6 +165,30 @@ def main() -> int:
         print(
             f"added  : p50 {p50p - p50d:+6.2f} ms (goal <= 2)   p99 {p99p - p99d:+6.2f} ms (goal <= 10)   "
             f"throughput ratio {thr_p / thr_d:.2f} (goal >= 0.8)"
+        )
+
+        # durable mode: a second proxy, same load, each exchange fsync'd before its answer goes back
+        durable_port = free_port()
+        durable = subprocess.Popen(
+            [sys.executable, "-m", "openmart.cli.app", "proxy", "bench", "--port", str(durable_port), "--durable"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        durable_url = f"http://127.0.0.1:{durable_port}"
+        try:
+            wait_until_up(durable_url)
+            load(durable_url, path, bodies[:300], args.concurrency)
+            via_d, t_via_d, _ = load(durable_url, path, bodies, args.concurrency)
+        finally:
+            durable.terminate()
+            durable.wait(60)
+        p50x, p99x = np.percentile(via_d, [50, 99])
+        thr_x = len(bodies) / t_via_d
+        print(f"durable: p50 {p50x:6.2f} ms  p99 {p99x:6.2f} ms  throughput {thr_x:8.0f} req/s")
+        print(
+            f"added  : p50 {p50x - p50d:+6.2f} ms   p99 {p99x - p99d:+6.2f} ms   throughput ratio {thr_x / thr_d:.2f}"
+            "   (--durable)"
         )
 
         # durability: the database goes away for the middle third of the load
@@ -183,7 +216,7 @@ def main() -> int:
         blinker.start()
         _, t_blink, ids = load(proxy_url, path, bodies, args.concurrency, on_sent)
         blinker.join()
-        expected = before + 2 * len(bodies) + 0  # the timed proxy run and this one
+        expected = before + 3 * len(bodies) + 300  # timed, durable warm-up and timed, and this run
         mart.close()
         mart = openmart.connect(settings=settings)
         sub = mart.subscriptions.get("bench")
@@ -202,7 +235,7 @@ def main() -> int:
             f"({t_blink:.1f} s)"
         )
         print(
-            f"records sent through the proxy in all: {expected - before:,} (+{before:,} warm-up); "
+            f"records sent through the proxies in all: {expected - before:,} (+{before:,} warm-up); "
             f"stored: {stored:,}; distinct: {distinct:,}"
         )
         print(

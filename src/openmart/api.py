@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 
 from openmart import secrets
 from openmart.config import Settings
-from openmart.errors import AlreadyExists, NotFound, ValidationError
+from openmart.errors import AlreadyExists, NotFound, RecordsRefused, ValidationError
 from openmart.mart import migrate, models
 from openmart.mart.engine import DEFAULT_SCHEMA, Location, create_engine, resolve
 from openmart.mart.identifiers import quote, validate_name
@@ -329,6 +329,30 @@ class Subscriptions:
             ).all()
             return [Subscription(self._mart, r, b) for r, b in rows]
 
+    def add_classes(self, name: str, labels: Sequence[Any]) -> Subscription:
+        """The model answers classes it did not have when subscribed: add them (a multiclass
+        subscription without a probability column, whose stored records stay valid as they are).
+        Records set aside for an unknown class can then be replayed (``capture replay``)."""
+        sub = self.get(name)
+        schema = sub.schema
+        if schema.problem_type is not ProblemType.MULTICLASS or schema.probability:
+            raise ValidationError(
+                f"subscription {name!r}: classes can be added to a multiclass subscription without a probability "
+                "column only (stored probabilities would no longer match the classes)"
+            )
+        known = list(schema.class_labels or ())
+        numeric = schema.outputs_numeric
+        new = [_number(v) if numeric else str(v) for v in labels]
+        added = [v for v in new if v not in known]
+        if not added:
+            raise ValidationError(f"subscription {name!r} has every one of these classes already: {known}")
+        updated = SubscriptionSchema.from_dict({**schema.to_dict(), "class_labels": known + added})
+        with self._mart.engine.begin() as conn:
+            conn.execute(
+                sa.update(models.Subscription).where(models.Subscription.id == sub.id).values(schema=updated.to_dict())
+            )
+        return self.get(name)
+
     def remove(self, name: str) -> None:
         sub = self.get(name)
         with self._mart.engine.begin() as conn:
@@ -381,13 +405,33 @@ class Subscription:
 
     def score(self, records: pd.DataFrame, *, wait: bool = False) -> pd.DataFrame:
         """Score through the binding and log the payload in the background (``wait=True``: return
-        once it is stored). Returns the records with ``scoring_id``, prediction and probability."""
+        once it is kept). Returns the records with ``scoring_id``, prediction and probability;
+        ``.attrs["openmart"]`` holds the counts (scored, accepted, refused, and stored with wait).
+
+        An answer that does not fit the schema (a label outside the classes, a probability
+        outside [0, 1], a null prediction) is refused by name: the other records are logged, the
+        refused ones are set aside (``openmart capture rejected``), and :class:`RecordsRefused`
+        is raised with every scored record and each refusal's reason."""
+        from openmart.scoring.intake import IntakeBuilder
         from openmart.scoring.score import score_frame
 
         scored = score_frame(self, records)
-        self.capture.submit(scored)
+        intake = IntakeBuilder(self.schema, asset_revision=self.asset_revision).build([scored])
+        self.capture.submit_intake(intake)
+        counts = {"scored": len(scored), "accepted": intake.rows, "refused": len(intake.set_aside)}
         if wait:
             self.capture.flush()
+            counts["stored"] = self.payload.count_ids(intake.table.column("scoring_id")) if intake.rows else 0
+        scored.attrs["openmart"] = counts
+        if intake.set_aside:
+            refused = [{"scoring_id": a.scoring_id, "reason": a.reason} for a in intake.set_aside]
+            raise RecordsRefused(
+                f"{len(refused)} of {len(scored)} scored records refused (set aside); first: "
+                f"{refused[0]['scoring_id']}: {refused[0]['reason']}",
+                scored=scored,
+                refused=refused,
+                counts=counts,
+            )
         return scored
 
     @property
@@ -430,6 +474,14 @@ class Subscription:
         if not self.binding:
             raise ValidationError(f"subscription {self.name!r} has no binding to score through")
         return self._mart.bindings.get(self.binding).connect()
+
+
+def _number(value: Any) -> int | float:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise ValidationError(f"class label {value!r} is not a number, as this subscription's classes are") from None
+    return int(f) if f.is_integer() else f
 
 
 def parse_time(value: datetime | str | None) -> datetime | None:
@@ -487,6 +539,16 @@ class RecordStore:
     def count(self) -> int:
         with self._sub.mart.engine.connect() as conn:
             return int(conn.exec_driver_sql(f"SELECT count(*) FROM {quote(self.table)}").scalar_one())
+
+    def count_ids(self, scoring_ids: Iterable[Any]) -> int:
+        """How many of these scoring ids the table holds (the truth, read from the mart)."""
+        ids = [str(i) for i in scoring_ids]
+        with self._sub.mart.engine.connect() as conn:
+            return int(
+                conn.exec_driver_sql(
+                    f"SELECT count(*) FROM {quote(self.table)} WHERE scoring_id = ANY(%(ids)s)", {"ids": ids}
+                ).scalar_one()
+            )
 
     def read(
         self,
