@@ -67,12 +67,22 @@ def proxy(
     subscription: str,
     port: int = typer.Option(8080, "--port", "-p", help="Port to listen on."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    timeout: float = typer.Option(60.0, "--timeout", min=0.001, help="Seconds to wait for the deployment (504 after)."),
+    durable: bool = typer.Option(
+        False, "--durable", help="Answer only once the exchange is on disk (fsync'd); slower, nothing lost on a crash."
+    ),
+    refuse_when_degraded: bool = typer.Option(
+        False,
+        "--refuse-when-degraded",
+        help="Answer scoring requests 503 (not forwarded) while capture cannot keep them.",
+    ),
 ) -> None:
     """Run a capture proxy in front of the subscription's deployment.
 
     Clients send their usual requests to the proxy; answers come back unchanged with an
     X-Openmart-Scoring-Id header, and the payload is logged in the background (spooled to disk
-    while the mart is unreachable).
+    while the mart is unreachable). GET /_openmart/health shows the capture's health. SIGTERM or
+    SIGINT stops it gracefully: requests in flight are answered and the capture flushed.
 
     Example: openmart proxy credit --port 8080
     """
@@ -80,4 +90,4 @@ def proxy(
 
     sub = state(ctx).mart.subscriptions.get(subscription)
     err.print(f"capture proxy for {subscription!r} on http://{host}:{port} -> {sub.deployment_id}")
-    serve(sub, host, port)
+    serve(sub, host, port, timeout=timeout, durable=durable, refuse_when_degraded=refuse_when_degraded)
