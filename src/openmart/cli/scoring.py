@@ -49,17 +49,37 @@ def score(
 
     Example: openmart score credit new_applicants.csv --json
     """
+    from openmart.errors import RecordsRefused
+
     sub = state(ctx).mart.subscriptions.get(subscription)
-    scored = sub.score(read_file(file), wait=True)
+    refused: list[dict[str, str]] = []
+    try:
+        scored = sub.score(read_file(file), wait=True)
+    except RecordsRefused as exc:
+        scored, refused = exc.scored, exc.refused  # type: ignore[assignment]
+        scored.attrs["openmart"] = exc.counts
+    counts = scored.attrs["openmart"]
     cols = ["scoring_id", sub.schema.prediction] + (
         [sub.schema.probability] if sub.schema.probability and sub.schema.probability in scored.columns else []
     )
     view = scored.loc[:, cols]
+    if refused:  # the output keeps its shape when all is well
+        view = view.assign(refused=scored["scoring_id"].map({r["scoring_id"]: r["reason"] for r in refused}))
     if json_:
         sys.stdout.write(json.dumps(json.loads(view.to_json(orient="records")), indent=2) + "\n")
     else:
-        out.print(view.to_string(index=False))
-    err.print(f"{len(scored)} records scored and logged for {subscription!r}")
+        out.print(view.to_string(index=False), highlight=False, markup=False)
+    err.print(
+        f"{counts['scored']} scored, {counts.get('stored', 0)} stored, {counts['refused']} refused "
+        f"for {subscription!r}",
+        highlight=False,
+    )
+    for r in refused:
+        err.print(f"  refused {r['scoring_id']}: {r['reason']}", highlight=False, markup=False)
+    if refused or counts.get("stored", 0) < counts["accepted"]:
+        if not refused:
+            err.print("  some records are not in the mart yet (spooled: see `openmart capture rejected`)")
+        raise typer.Exit(1)
 
 
 def proxy(
