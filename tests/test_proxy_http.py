@@ -602,6 +602,11 @@ def test_degraded_capture_health_503_and_refusal(
             refused = c.request("POST", "/predict", RECORD)
             assert refused.status == 503 and "degraded" in refused.json()["error"]
             assert len(upstream.seen) == forwarded  # not forwarded
+            early = _Client(app.port)
+            expecting = f"Expect: 100-continue\r\nContent-Length: {len(RECORD)}\r\n"
+            early.send(f"POST /predict HTTP/1.1\r\nHost: x\r\n{expecting}\r\n".encode())
+            answer = early.answer()  # the refusal comes instead of 100 Continue; the body is never read
+            assert answer.status == 503 and answer.headers["connection"] == "close" and early.closed_by_server()
             assert c.request("GET", "/other").status == 200  # other routes still pass through
             relay.open()  # back: the buffered exchange reaches the mart, capture recovers
             _wait_for(lambda: c.request("GET", "/_openmart/health").status == 200, "recovery", 60)
