@@ -9,7 +9,7 @@ import json
 import subprocess
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -88,39 +88,53 @@ def small_fs(tmp_path: Path) -> Iterator[SmallFilesystem]:
     fs.unmount()
 
 
-class CraftedModel(BaseHTTPRequestHandler):
-    """A deployment whose answers the test chooses by the record it gets: income < 0 answers a
-    class the model does not have, debt < 0 answers something that is not JSON; otherwise a
-    fair answer."""
+@contextlib.contextmanager
+def deployment(answer: Callable[[dict], bytes]) -> Iterator[str]:
+    """A real HTTP deployment on a free port whose answer to each JSON record the test chooses."""
 
-    protocol_version = "HTTP/1.1"
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
 
-    def do_POST(self) -> None:  # noqa: N802
-        record = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        if record["debt"] < 0:
-            body = b"<html>oops</html>"
-        elif record["income"] < 0:
-            body = json.dumps({"prediction": 7, "probability": 0.5}).encode()
-        else:
-            body = json.dumps({"prediction": int(record["income"] > 50), "probability": 0.75}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        def do_POST(self) -> None:  # noqa: N802
+            body = answer(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
 
-    def log_message(self, *args: object) -> None:
-        pass
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def crafted_answer(record: dict) -> bytes:
+    """income < 0 answers a class the model does not have, debt < 0 something that is not
+    JSON; otherwise a fair answer."""
+    if record["debt"] < 0:
+        return b"<html>oops</html>"
+    if record["income"] < 0:
+        return json.dumps({"prediction": 7, "probability": 0.5}).encode()
+    return json.dumps({"prediction": int(record["income"] > 50), "probability": 0.75}).encode()
 
 
 @pytest.fixture
 def crafted_model() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), CraftedModel)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with deployment(crafted_answer) as url:
+        yield url
+
+
+def answering(answer: dict) -> contextlib.AbstractContextManager[str]:
+    """A deployment that answers ``answer`` to every record."""
+    body = json.dumps(answer).encode()
+    return deployment(lambda _record: body)
 
 
 def reference() -> pd.DataFrame:
@@ -149,31 +163,3 @@ def subscribe(mart: openmart.Mart, url: str, name: str = "credit") -> openmart.a
 def stored_ids(mart: openmart.Mart, sub: openmart.api.Subscription) -> list[str]:
     """Every scoring id the payload table holds (duplicates included: there must be none)."""
     return mart.sql(f'SELECT scoring_id FROM "{sub.payload.table}"')["scoring_id"].tolist()
-
-
-@contextlib.contextmanager
-def answering(answer: dict) -> Iterator[str]:
-    """A deployment that answers ``answer`` to every record."""
-    body = json.dumps(answer).encode()
-
-    class Fixed(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self) -> None:  # noqa: N802
-            self.rfile.read(int(self.headers["Content-Length"]))
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Fixed)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()

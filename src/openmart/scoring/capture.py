@@ -46,7 +46,7 @@ from openmart.errors import ValidationError
 from openmart.mart.capture_store import SOURCE_RECORD, SetAside, insert_event, insert_set_aside, mart_id
 from openmart.mart.records import RecordKind, copy_into
 from openmart.scoring import journal
-from openmart.scoring.intake import Exchange, ExchangeDecoder, Intake, IntakeBuilder, Item, concat
+from openmart.scoring.intake import Exchange, ExchangeDecoder, Intake, IntakeBuilder, Item, concat, exchange_aside
 from openmart.scoring.spool import Spool, insert_idempotent, spool_folder
 
 if TYPE_CHECKING:
@@ -434,15 +434,7 @@ class PayloadCapture:
 def _raw_aside(item: Item, reason: str) -> SetAside:
     """An item kept whole, as it arrived (the path for failures nothing else explains)."""
     if isinstance(item, Exchange):
-        return SetAside(
-            item.scoring_id,
-            "exchange",
-            reason,
-            request=item.request,
-            response=item.response,
-            scoring_timestamp=item.timestamp.to_pydatetime(),
-            response_time=item.response_time_ms,
-        )
+        return exchange_aside(item, reason)
     record = item.to_json(orient="records", date_format="iso").encode()
     sid = str(item["scoring_id"].iloc[0]) if "scoring_id" in item.columns and len(item) else f"batch-{id(item)}"
     return SetAside(sid, SOURCE_RECORD, reason, record=record)

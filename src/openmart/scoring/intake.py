@@ -83,6 +83,19 @@ class Intake:
         return self.table.num_rows if self.table is not None else 0
 
 
+def exchange_aside(ex: Exchange, reason: str) -> SetAside:
+    """An exchange kept as it arrived, byte for byte, with the reason it could not be stored."""
+    return SetAside(
+        ex.scoring_id,
+        SOURCE_EXCHANGE,
+        reason,
+        request=ex.request,
+        response=ex.response,
+        scoring_timestamp=ex.timestamp.to_pydatetime(warn=False),
+        response_time=ex.response_time_ms,
+    )
+
+
 class _Unit:
     """One thing kept or set aside whole: an exchange, or row ``row`` of a DataFrame item."""
 
@@ -93,16 +106,7 @@ class _Unit:
 
     def aside(self, reason: str) -> SetAside:
         if isinstance(self.item, Exchange):
-            ex = self.item
-            return SetAside(
-                ex.scoring_id,
-                SOURCE_EXCHANGE,
-                reason,
-                request=ex.request,
-                response=ex.response,
-                scoring_timestamp=ex.timestamp.to_pydatetime(),
-                response_time=ex.response_time_ms,
-            )
+            return exchange_aside(self.item, reason)
         record = self.item.iloc[[self.row]]
         row = json.loads(record.to_json(orient="records", date_format="iso"))[0]
         sid = row.get("scoring_id")

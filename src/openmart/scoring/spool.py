@@ -24,6 +24,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -180,15 +181,7 @@ class Spool:
         with self._lock:
             for path in self.aside_files():
                 items = list(self.read_aside(path))
-                conn = connection_factory()
-                try:
-                    moved += insert_set_aside(conn, subscription_id, items)
-                    conn.commit()
-                except Exception:
-                    conn.rollback()
-                    raise
-                finally:
-                    conn.close()
+                moved += _in_transaction(connection_factory, partial(_insert_aside, subscription_id, items))
                 path.unlink()
         return moved
 
@@ -203,6 +196,23 @@ class Spool:
                 records += sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
         aside = sum(sum(1 for line in f.read_text().splitlines() if line.strip()) for f in self.aside_files())
         return SpoolStats(len(files), records, aside)
+
+
+def _insert_aside(subscription_id: int, items: list[SetAside], conn: Any) -> int:
+    return insert_set_aside(conn, subscription_id, items)
+
+
+def _in_transaction(connection_factory: Callable[[], Any], work: Callable[[Any], int]) -> int:
+    conn = connection_factory()
+    try:
+        done = work(conn)
+        conn.commit()
+        return done
+    except Exception:
+        conn.rollback()
+        raise
+    finally:
+        conn.close()
 
 
 def insert_idempotent(conn: Any, table_name: str, table: pa.Table) -> int:
