@@ -79,7 +79,7 @@ def rejected(
     """List captured records set aside (did not fit the schema, or could not be decoded), with
     the reason, and what still waits in the spool or was dropped."""
     from openmart.mart.capture_store import count_set_aside, read_events, read_set_aside
-    from openmart.scoring.replay import spool_of
+    from openmart.scoring.spool import spool_of
 
     sub = state(ctx).mart.subscriptions.get(subscription)
     engine = sub.mart.engine

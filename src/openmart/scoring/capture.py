@@ -43,11 +43,11 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from openmart.errors import ValidationError
-from openmart.mart.capture_store import SOURCE_RECORD, SetAside, insert_event, insert_set_aside, mart_id
+from openmart.mart.capture_store import SOURCE_RECORD, SetAside, insert_event, insert_set_aside
 from openmart.mart.records import RecordKind, copy_into
 from openmart.scoring import journal
 from openmart.scoring.intake import Exchange, ExchangeDecoder, Intake, IntakeBuilder, Item, concat, exchange_aside
-from openmart.scoring.spool import Spool, insert_idempotent, spool_folder
+from openmart.scoring.spool import insert_idempotent, spool_of
 
 if TYPE_CHECKING:
     from openmart.api import Subscription
@@ -119,8 +119,8 @@ class PayloadCapture:
         self._flush_interval = flush_interval
         self._retry_interval = retry_interval
         self._max_buffered = max_buffered
-        folder = spool_folder(spool_dir or sub.mart.settings.spool_dir, mart_id(self._engine), sub.id)
-        self.spool = Spool(folder)
+        self.spool = spool_of(sub, spool_dir)
+        folder = self.spool.folder
         self.stats = CaptureStats()
         self._buffer: collections.deque[_Buffered] = collections.deque()
         self._buffered = 0

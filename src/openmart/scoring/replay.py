@@ -22,7 +22,7 @@ from openmart.mart.capture_store import (
     update_reasons,
 )
 from openmart.scoring.intake import Exchange, IntakeBuilder, Item, provider_decoder
-from openmart.scoring.spool import Spool, insert_idempotent, spool_folder
+from openmart.scoring.spool import in_transaction, insert_idempotent, spool_of
 
 if TYPE_CHECKING:
     from openmart.api import Subscription
@@ -53,12 +53,6 @@ def _item(entry: SetAside) -> Item:
     return pd.DataFrame.from_records(record if isinstance(record, list) else [record])
 
 
-def spool_of(sub: Subscription) -> Spool:
-    from openmart.mart.capture_store import mart_id
-
-    return Spool(spool_folder(sub.mart.settings.spool_dir, mart_id(sub.mart.engine), sub.id))
-
-
 def replay(sub: Subscription) -> ReplayReport:
     spool = spool_of(sub)
     engine = sub.mart.engine
@@ -78,15 +72,12 @@ def replay(sub: Subscription) -> ReplayReport:
             provider.close()
     refused = {a.scoring_id: a.reason for a in intake.set_aside}
     done = [e for e in entries if e.scoring_id not in refused]
-    raw = engine.raw_connection()
-    try:
-        stored = insert_idempotent(raw, sub.payload.table, intake.table) if intake.table is not None else 0
-        delete_set_aside(raw, [e.id for e in done if e.id is not None])
-        update_reasons(raw, {e.id: refused[e.scoring_id] for e in entries if e.scoring_id in refused and e.id})
-        raw.commit()
-    except BaseException:
-        raw.rollback()
-        raise
-    finally:
-        raw.close()
+
+    def store(conn: Any) -> int:  # stored, and taken off the set-aside list, in one transaction
+        stored = insert_idempotent(conn, sub.payload.table, intake.table) if intake.table is not None else 0
+        delete_set_aside(conn, [e.id for e in done if e.id is not None])
+        update_reasons(conn, {e.id: refused[e.scoring_id] for e in entries if e.scoring_id in refused and e.id})
+        return stored
+
+    stored = in_transaction(engine.raw_connection, store)
     return ReplayReport(len(entries), stored, len(done), len(refused), spooled)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import psycopg2
@@ -34,15 +34,23 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from openmart.errors import ValidationError
-from openmart.mart.capture_store import SetAside, insert_set_aside
+from openmart.mart.capture_store import SetAside, insert_set_aside, mart_id
 from openmart.mart.identifiers import quote
 from openmart.mart.records import RecordKind, copy_into
+
+if TYPE_CHECKING:
+    from openmart.api import Subscription
 
 log = logging.getLogger(__name__)
 
 
 def spool_folder(spool_dir: Path, mart_id: str, subscription_id: int) -> Path:
     return spool_dir / mart_id / f"subscription-{subscription_id}"
+
+
+def spool_of(sub: Subscription, spool_dir: Path | None = None) -> Spool:
+    """The spool of ``sub`` (under ``spool_dir``, else the mart's settings), keyed by the mart's id."""
+    return Spool(spool_folder(spool_dir or sub.mart.settings.spool_dir, mart_id(sub.mart.engine), sub.id))
 
 
 @dataclass(frozen=True)
@@ -181,7 +189,7 @@ class Spool:
         with self._lock:
             for path in self.aside_files():
                 items = list(self.read_aside(path))
-                moved += _in_transaction(connection_factory, partial(_insert_aside, subscription_id, items))
+                moved += in_transaction(connection_factory, partial(_insert_aside, subscription_id, items))
                 path.unlink()
         return moved
 
@@ -202,7 +210,8 @@ def _insert_aside(subscription_id: int, items: list[SetAside], conn: Any) -> int
     return insert_set_aside(conn, subscription_id, items)
 
 
-def _in_transaction(connection_factory: Callable[[], Any], work: Callable[[Any], int]) -> int:
+def in_transaction(connection_factory: Callable[[], Any], work: Callable[[Any], int]) -> int:
+    """Run ``work`` on a fresh DB-API connection in one transaction: committed, or rolled back."""
     conn = connection_factory()
     try:
         done = work(conn)
