@@ -72,7 +72,8 @@ def create_table_sql(kind: RecordKind, table: str, schema: SubscriptionSchema) -
             *label,
             *outputs,
         ]
-        index = f"CREATE INDEX {q(table + '_sid')} ON {q(table)} (scoring_id)"
+        # one label per scored record: re-logging replaces it or is refused, never doubles it
+        index = f"CREATE UNIQUE INDEX {q(table + '_sid')} ON {q(table)} (scoring_id)"
     else:
         cols = ["record_id bigserial PRIMARY KEY", *inputs, *label, *outputs]
         index = ""
