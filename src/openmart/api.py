@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -23,11 +24,17 @@ from sqlalchemy.engine import Engine
 
 from openmart import secrets
 from openmart.config import Settings
-from openmart.errors import AlreadyExists, NotFound, RecordsRefused, ValidationError
-from openmart.mart import migrate, models
+from openmart.context import SubscriptionContext
+from openmart.errors import RecordsRefused, ValidationError
+from openmart.mart import bindings as bindings_table
+from openmart.mart import migrate, models, record_store
+from openmart.mart import subscriptions as subscriptions_table
 from openmart.mart.engine import DEFAULT_SCHEMA, Location, create_engine, resolve
-from openmart.mart.identifiers import quote, validate_name
-from openmart.mart.records import RecordKind, copy_into, create_table_sql, prepare, select_sql, table_name
+from openmart.mart.identifiers import validate_name
+from openmart.mart.readonly import run_read_only
+from openmart.mart.record_store import OnDuplicate
+from openmart.mart.records import RecordKind, to_frame
+from openmart.mart.subscriptions import SubscriptionRecord
 from openmart.providers import registry
 from openmart.schema import ProblemType, SubscriptionSchema, infer_schema
 
@@ -90,19 +97,7 @@ class Mart:
         Read-only: a single SELECT, WITH, VALUES, TABLE, SHOW or EXPLAIN statement, run in a
         read-only transaction that is rolled back afterwards; anything else raises ValidationError.
         Writing goes through the API."""
-        from openmart.mart.readonly import check_read_only, query_error
-
-        check_read_only(query)  # one statement: a second one (after a COMMIT) would escape the transaction
-        with self.engine.connect() as conn:
-            try:
-                # the transaction's first statement, so it holds before the query runs
-                conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-                conn.exec_driver_sql("SET LOCAL standard_conforming_strings = on")  # as check_read_only reads quotes
-                return pd.read_sql_query(sa.text(query), conn, params=dict(params or {}))
-            except (sa.exc.DBAPIError, pd.errors.DatabaseError) as exc:  # pandas wraps the driver's error
-                raise query_error(exc) from None
-            finally:
-                conn.rollback()
+        return run_read_only(self.engine, query, dict(params or {}))
 
     def alerts(self, *, status: str | None = "open") -> pd.DataFrame:
         q = sa.select(models.Alert, models.Subscription.name.label("subscription")).join(
@@ -153,8 +148,8 @@ class Bindings:
     def __init__(self, mart: Mart) -> None:
         self._mart = mart
 
-    def _wrap(self, row: models.Binding) -> Binding:
-        return Binding(row.id, row.name, row.provider, dict(row.settings), row.created_at, self._mart)
+    def _wrap(self, row: bindings_table.BindingRecord) -> Binding:
+        return Binding(row.id, row.name, row.provider, dict(row.stored_settings), row.created_at, self._mart)
 
     def add(self, name: str, provider: str, settings: Mapping[str, Any] | None = None) -> Binding:
         """Add a binding. Secrets (the provider's declared ones, secret-named settings, URL
@@ -168,36 +163,20 @@ class Bindings:
         with secrets.scrubbed_errors():
             factory.validate_settings(clear)
         stored = secrets.seal(clear, secret_names, self._mart.settings)
-        with sa.orm.Session(self._mart.engine) as s:
-            if s.scalar(sa.select(models.Binding).where(models.Binding.name == name)):
-                raise AlreadyExists(f"a binding named {name!r} exists already")
-            row = models.Binding(name=name, provider=provider, settings=stored)
-            s.add(row)
-            s.commit()
-            s.refresh(row)
-            return self._wrap(row)
+        with self._mart.engine.begin() as conn:
+            return self._wrap(bindings_table.insert(conn, name, provider, stored))
 
     def get(self, name: str) -> Binding:
-        with sa.orm.Session(self._mart.engine) as s:
-            row = s.scalar(sa.select(models.Binding).where(models.Binding.name == name))
-            if row is None:
-                raise NotFound(f"no binding named {name!r}")
-            return self._wrap(row)
+        with self._mart.engine.connect() as conn:
+            return self._wrap(bindings_table.get(conn, name))
 
     def list(self) -> list[Binding]:
-        with sa.orm.Session(self._mart.engine) as s:
-            return [self._wrap(r) for r in s.scalars(sa.select(models.Binding).order_by(models.Binding.name))]
+        with self._mart.engine.connect() as conn:
+            return [self._wrap(r) for r in bindings_table.list_all(conn)]
 
     def remove(self, name: str) -> None:
-        with sa.orm.Session(self._mart.engine) as s:
-            row = s.scalar(sa.select(models.Binding).where(models.Binding.name == name))
-            if row is None:
-                raise NotFound(f"no binding named {name!r}")
-            users = s.scalars(sa.select(models.Subscription.name).where(models.Subscription.binding_id == row.id)).all()
-            if users:
-                raise ValidationError(f"binding {name!r} is used by subscriptions {list(users)}: remove them first")
-            s.delete(row)
-            s.commit()
+        with self._mart.engine.begin() as conn:
+            bindings_table.remove(conn, name)
 
     def rotate_key(self, new_key: str) -> int:
         """Re-encrypt every stored secret under ``new_key`` alone, in one transaction (all
@@ -206,15 +185,12 @@ class Bindings:
         old = secrets.require_keyring(self._mart.settings, "re-encrypting the stored secrets needs the current key")
         count = 0
         with self._mart.engine.begin() as conn:
-            rows = conn.execute(
-                sa.select(models.Binding.id, models.Binding.name, models.Binding.provider, models.Binding.settings)
-                .order_by(models.Binding.id)
-                .with_for_update()
-            ).all()
-            for id_, name, provider, stored in rows:
-                rotated, n = secrets.reencrypt(stored, old, new_key, _declared_secrets(provider), name)
+            for row in bindings_table.all_for_update(conn):
+                rotated, n = secrets.reencrypt(
+                    row.stored_settings, old, new_key, _declared_secrets(row.provider), row.name
+                )
                 if n:
-                    conn.execute(sa.update(models.Binding).where(models.Binding.id == id_).values(settings=rotated))
+                    bindings_table.update_settings(conn, row.id, rotated)
                     count += n
         return count
 
@@ -257,7 +233,9 @@ class Subscriptions:
         class_labels: Sequence[Any] | None = None,
     ) -> Subscription:
         """Subscribe a deployment. The schema is inferred from ``reference`` (with the overrides
-        given) unless ``schema`` is passed; the reference data is then loaded too."""
+        given) unless ``schema`` is passed. One transaction: the subscription, its record tables,
+        its reference and the reference's profile are all stored, or (a refused reference row, a
+        lost connection) none of them."""
         validate_name(name, "subscription")
         if schema is None:
             if reference is None or label is None or problem_type is None:
@@ -282,104 +260,96 @@ class Subscriptions:
                 provider.describe(deployment)
             finally:
                 provider.close()
+        frame = to_frame(reference, schema) if reference is not None else None
         with self._mart.engine.begin() as conn:
-            session = sa.orm.Session(bind=conn)
-            if session.scalar(sa.select(models.Subscription).where(models.Subscription.name == name)):
-                raise AlreadyExists(f"a subscription named {name!r} exists already")
-            row = models.Subscription(
-                name=name,
+            record = subscriptions_table.create(
+                conn,
+                name,
+                schema,
                 binding_id=binding_row.id if binding_row else None,
                 deployment_id=deployment,
                 asset_revision=asset_revision,
-                problem_type=str(schema.problem_type),
-                schema=schema.to_dict(),
-                payload_table="",
-                feedback_table="",
-                reference_table="",
             )
-            session.add(row)
-            session.flush()
-            for kind in RecordKind:
-                table = table_name(kind, row.id)
-                setattr(row, f"{kind}_table", table)
-                for stmt in create_table_sql(kind, table, schema):
-                    conn.exec_driver_sql(stmt)
-            session.flush()
-            sub_id = row.id
-        sub = self.get(name)
-        assert sub.id == sub_id
-        if reference is not None:
-            sub.reference.load(reference)
-        return sub
+            if frame is not None:
+                record_store.replace_reference(conn, record, frame, partial(reference_profile, schema))
+        return Subscription(self._mart, record)
 
     def get(self, name: str) -> Subscription:
-        with sa.orm.Session(self._mart.engine) as s:
-            row = s.scalar(sa.select(models.Subscription).where(models.Subscription.name == name))
-            if row is None:
-                raise NotFound(f"no subscription named {name!r}")
-            binding = s.get(models.Binding, row.binding_id) if row.binding_id else None
-            return Subscription(self._mart, row, binding.name if binding else None)
+        with self._mart.engine.connect() as conn:
+            return Subscription(self._mart, subscriptions_table.get(conn, name))
 
     def list(self) -> list[Subscription]:
-        with sa.orm.Session(self._mart.engine) as s:
-            rows = s.execute(
-                sa.select(models.Subscription, models.Binding.name)
-                .outerjoin(models.Binding, models.Binding.id == models.Subscription.binding_id)
-                .order_by(models.Subscription.name)
-            ).all()
-            return [Subscription(self._mart, r, b) for r, b in rows]
+        with self._mart.engine.connect() as conn:
+            return [Subscription(self._mart, r) for r in subscriptions_table.list_all(conn)]
 
     def add_classes(self, name: str, labels: Sequence[Any]) -> Subscription:
         """The model answers classes it did not have when subscribed: add them (a multiclass
         subscription without a probability column, whose stored records stay valid as they are).
         Records set aside for an unknown class can then be replayed (``capture replay``)."""
-        sub = self.get(name)
-        schema = sub.schema
-        if schema.problem_type is not ProblemType.MULTICLASS or schema.probability:
-            raise ValidationError(
-                f"subscription {name!r}: classes can be added to a multiclass subscription without a probability "
-                "column only (stored probabilities would no longer match the classes)"
-            )
-        known = list(schema.class_labels or ())
-        numeric = schema.outputs_numeric
-        new = [_number(v) if numeric else str(v) for v in labels]
-        added = [v for v in new if v not in known]
-        if not added:
-            raise ValidationError(f"subscription {name!r} has every one of these classes already: {known}")
-        updated = SubscriptionSchema.from_dict({**schema.to_dict(), "class_labels": known + added})
         with self._mart.engine.begin() as conn:
-            conn.execute(
-                sa.update(models.Subscription).where(models.Subscription.id == sub.id).values(schema=updated.to_dict())
-            )
+            record = subscriptions_table.get(conn, name)
+            subscriptions_table.lock(conn, record.id)
+            schema = record.schema
+            if schema.problem_type is not ProblemType.MULTICLASS or schema.probability:
+                raise ValidationError(
+                    f"subscription {name!r}: classes can be added to a multiclass subscription without a probability "
+                    "column only (stored probabilities would no longer match the classes)"
+                )
+            known = list(schema.class_labels or ())
+            numeric = schema.outputs_numeric
+            new = [_number(v) if numeric else str(v) for v in labels]
+            added = [v for v in new if v not in known]
+            if not added:
+                raise ValidationError(f"subscription {name!r} has every one of these classes already: {known}")
+            updated = SubscriptionSchema.from_dict({**schema.to_dict(), "class_labels": known + added})
+            subscriptions_table.update_schema(conn, record.id, updated)
         return self.get(name)
 
     def remove(self, name: str) -> None:
-        sub = self.get(name)
         with self._mart.engine.begin() as conn:
-            for table in (sub.payload.table, sub.feedback.table, sub.reference.table):
-                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {quote(table)}")
-            conn.execute(sa.delete(models.Subscription).where(models.Subscription.id == sub.id))
+            subscriptions_table.remove(conn, subscriptions_table.get(conn, name))
+
+
+def reference_profile(schema: SubscriptionSchema, frame: pd.DataFrame) -> dict[str, Any]:
+    """The reference's statistics, computed once when it is stored (drift compares with them)."""
+    from openmart.monitors.profile import profile_frame
+
+    kinds = {c.name: str(c.kind) for c in schema.input_columns}
+    outputs = frame.copy()
+    # output drift compares predictions with the reference's predictions, or its labels
+    predicted = schema.prediction in frame.columns and frame[schema.prediction].notna().any()
+    source = schema.prediction if predicted else schema.label
+    outputs["__output__"] = frame[source]
+    kinds["__output__"] = "numeric" if schema.problem_type is ProblemType.REGRESSION else "categorical"
+    profile = profile_frame(outputs, kinds)
+    profile["output_source"] = source
+    return profile
 
 
 class Subscription:
-    """A deployment under monitoring."""
+    """A deployment under monitoring: a façade over its frozen record (``.record``) and the
+    context the layers below work from (``.context``)."""
 
-    def __init__(self, mart: Mart, row: models.Subscription, binding: str | None) -> None:
+    def __init__(self, mart: Mart, record: SubscriptionRecord) -> None:
         self._mart = mart
-        self.id: int = row.id
-        self.name: str = row.name
-        self.binding: str | None = binding
-        self.deployment_id: str | None = row.deployment_id
-        self.asset_revision: str | None = row.asset_revision
-        self.schema = SubscriptionSchema.from_dict(row.schema)
-        self.created_at: datetime = row.created_at
-        self.payload = PayloadRecords(self, RecordKind.PAYLOAD, row.payload_table)
-        self.feedback = FeedbackRecords(self, RecordKind.FEEDBACK, row.feedback_table)
-        self.reference = ReferenceRecords(self, RecordKind.REFERENCE, row.reference_table)
+        self.record = record
+        connect = partial(_connect_binding, mart, record.binding) if record.binding else None
+        self.context = SubscriptionContext(record, mart.engine, mart.settings, connect)
+        self.payload = PayloadRecords(self, RecordKind.PAYLOAD)
+        self.feedback = FeedbackRecords(self, RecordKind.FEEDBACK)
+        self.reference = ReferenceRecords(self, RecordKind.REFERENCE)
         self._capture: PayloadCapture | None = None
         from openmart.monitors.store import Monitors
 
         self.monitors = Monitors(self)
+
+    id = property(lambda self: self.record.id)
+    name = property(lambda self: self.record.name)
+    binding = property(lambda self: self.record.binding)
+    deployment_id = property(lambda self: self.record.deployment_id)
+    asset_revision = property(lambda self: self.record.asset_revision)
+    schema = property(lambda self: self.record.schema)
+    created_at = property(lambda self: self.record.created_at)
 
     @property
     def mart(self) -> Mart:
@@ -395,12 +365,8 @@ class Subscription:
             "deployment": self.deployment_id,
             "asset_revision": self.asset_revision,
             "schema": self.schema.to_dict(),
-            "tables": {
-                "payload": self.payload.table,
-                "feedback": self.feedback.table,
-                "reference": self.reference.table,
-            },
-            "created_at": self.created_at.isoformat(),
+            "tables": self.record.tables,
+            "created_at": self.created_at.isoformat() if self.created_at else None,
         }
 
     def score(self, records: pd.DataFrame, *, wait: bool = False) -> pd.DataFrame:
@@ -415,7 +381,7 @@ class Subscription:
         from openmart.scoring.intake import IntakeBuilder
         from openmart.scoring.score import score_frame
 
-        scored = score_frame(self, records)
+        scored = score_frame(self.context, records)
         intake = IntakeBuilder(self.schema, asset_revision=self.asset_revision).build([scored])
         self.capture.submit_intake(intake)
         counts = {"scored": len(scored), "accepted": intake.rows, "refused": len(intake.set_aside)}
@@ -440,7 +406,7 @@ class Subscription:
         if self._capture is None:
             from openmart.scoring.capture import PayloadCapture
 
-            self._capture = PayloadCapture(self)
+            self._capture = PayloadCapture(self.context)
         return self._capture
 
     def flush(self, timeout: float = 30.0) -> bool:
@@ -471,9 +437,11 @@ class Subscription:
             return pd.read_sql_query(q.order_by(models.Measurement.id), conn)
 
     def provider(self) -> Provider:
-        if not self.binding:
-            raise ValidationError(f"subscription {self.name!r} has no binding to score through")
-        return self._mart.bindings.get(self.binding).connect()
+        return self.context.provider()
+
+
+def _connect_binding(mart: Mart, binding: str) -> Provider:
+    return mart.bindings.get(binding).connect()
 
 
 def _number(value: Any) -> int | float:
@@ -491,64 +459,38 @@ def parse_time(value: datetime | str | None) -> datetime | None:
 class RecordStore:
     """One of a subscription's record tables."""
 
-    time_column: str | None = None
-
-    def __init__(self, sub: Subscription, kind: RecordKind, table: str) -> None:
+    def __init__(self, sub: Subscription, kind: RecordKind) -> None:
         self._sub = sub
         self.kind = kind
-        self.table = table
+        self.table = sub.record.table(kind)
 
-    def _log(self, data: Any) -> Any:
-        ids, rows = self.log_batches([data])
+    def _log(self, data: Any, on_duplicate: OnDuplicate | str = OnDuplicate.REFUSE) -> tuple[Any, int]:
+        ids, rows = self.log_batches([data], on_duplicate=on_duplicate)
         return (ids[0] if ids else None), rows
 
     def log_batches(
-        self, batches: Iterable[Any], progress: Callable[[int], None] | None = None
+        self,
+        batches: Iterable[Any],
+        progress: Callable[[int], None] | None = None,
+        *,
+        on_duplicate: OnDuplicate | str = OnDuplicate.REFUSE,
     ) -> tuple[list[Any], int]:
         """Store several batches in ONE transaction: all of them, or (on a bad record) none.
-        ``progress`` is called with each batch's row count (the CLI's progress bar)."""
-        raw = self._sub.mart.engine.raw_connection()
-        all_ids, rows, offset = [], 0, 0
-        try:
-            for data in batches:
-                try:
-                    arrow, ids = prepare(self.kind, data, self._sub.schema)
-                    copy_into(raw, self.table, arrow, self.kind)
-                except ValidationError as exc:
-                    if offset and exc.row is not None:  # name the record by its place in the whole input
-                        raise ValidationError(
-                            f"{exc} [record {offset + exc.row} of the input]",
-                            row=offset + exc.row,
-                            column=exc.column,
-                            value=exc.value,
-                        ) from exc
-                    raise
-                all_ids.append(ids)
-                rows += arrow.num_rows
-                offset += arrow.num_rows
-                if progress:
-                    progress(arrow.num_rows)
-            raw.commit()
-        except BaseException:
-            raw.rollback()
-            raise
-        finally:
-            raw.close()
-        return all_ids, rows
+        ``progress`` is called with each batch's row count (the CLI's progress bar); a record
+        whose scoring id is stored already is refused, or replaces it with ``on_duplicate="replace"``."""
+        with self._sub.mart.engine.begin() as conn:
+            return record_store.log_batches(
+                conn, self._sub.record, self.kind, batches, on_duplicate=on_duplicate, progress=progress
+            )
 
     def count(self) -> int:
         with self._sub.mart.engine.connect() as conn:
-            return int(conn.exec_driver_sql(f"SELECT count(*) FROM {quote(self.table)}").scalar_one())
+            return record_store.count(conn, self.table)
 
     def count_ids(self, scoring_ids: Iterable[Any]) -> int:
         """How many of these scoring ids the table holds (the truth, read from the mart)."""
-        ids = [str(i) for i in scoring_ids]
         with self._sub.mart.engine.connect() as conn:
-            return int(
-                conn.exec_driver_sql(
-                    f"SELECT count(*) FROM {quote(self.table)} WHERE scoring_id = ANY(%(ids)s)", {"ids": ids}
-                ).scalar_one()
-            )
+            return record_store.count_ids(conn, self.table, scoring_ids)
 
     def read(
         self,
@@ -559,33 +501,20 @@ class RecordStore:
         columns: Sequence[str] | None = None,
         newest_first: bool = False,
     ) -> pd.DataFrame:
-        since, until = parse_time(since), parse_time(until)
-        sql, params = select_sql(
-            self.table,
-            time_column=self.time_column,
-            since=since,
-            until=until,
-            limit=limit,
-            columns=columns,
-            newest_first=newest_first,
-        )
-        raw = self._sub.mart.engine.raw_connection()
-        try:
-            with raw.cursor() as cur:
-                cur.execute(sql, params)
-                names = [d[0] for d in cur.description]
-                frame = pd.DataFrame(cur.fetchall(), columns=names)
-        finally:
-            raw.close()
-        for col in self._sub.schema.numeric_features:
-            if col in frame.columns:
-                frame[col] = pd.to_numeric(frame[col])
-        return frame
+        with self._sub.mart.engine.connect() as conn:
+            return record_store.read(
+                conn,
+                self._sub.record,
+                self.kind,
+                since=parse_time(since),
+                until=parse_time(until),
+                limit=limit,
+                columns=columns,
+                newest_first=newest_first,
+            )
 
 
 class PayloadRecords(RecordStore):
-    time_column = "scoring_timestamp"
-
     def log(self, data: Any) -> pd.Series:
         """Store scored records (DataFrame, list of dicts, or OpenScale request/response); returns
         their scoring ids (kept as given, or generated)."""
@@ -594,44 +523,28 @@ class PayloadRecords(RecordStore):
 
 
 class FeedbackRecords(RecordStore):
-    time_column = "recorded_at"
-
-    def log(self, data: Any) -> int:
-        """Store labelled records; a ``scoring_id`` column links them to payload records."""
-        return self._log(data)[1]
+    def log(self, data: Any, *, on_duplicate: OnDuplicate | str = OnDuplicate.REFUSE) -> int:
+        """Store labelled records; a ``scoring_id`` column links them to payload records. One
+        label per scoring id: logging one again is refused by name (nothing stored), or replaces
+        the stored label with ``on_duplicate="replace"``."""
+        return self._log(data, on_duplicate)[1]
 
 
 class ReferenceRecords(RecordStore):
     def load(self, data: Any, *, replace: bool = True) -> int:
-        """Store the reference (training/baseline) data, replacing what was there, and compute
-        its statistics once (kept in ``subscriptions.reference_profile`` for drift)."""
-        from openmart.mart.records import to_frame
-        from openmart.monitors.profile import profile_frame
-
-        frame = to_frame(data, self._sub.schema)
-        if replace:
-            with self._sub.mart.engine.begin() as conn:
-                conn.exec_driver_sql(f"TRUNCATE {quote(self.table)}")
-        rows = self._log(frame)[1]
-        s = self._sub.schema
-        kinds = {c.name: str(c.kind) for c in s.input_columns}
-        outputs = frame.copy()
-        # output drift compares predictions with the reference's predictions, or its labels
-        source = s.prediction if s.prediction in frame.columns else s.label
-        outputs["__output__"] = frame[source]
-        kinds["__output__"] = "numeric" if s.problem_type is ProblemType.REGRESSION else "categorical"
-        profile = profile_frame(outputs, kinds)
-        profile["output_source"] = source
-        with self._sub.mart.engine.begin() as conn:
-            conn.execute(
-                sa.update(models.Subscription)
-                .where(models.Subscription.id == self._sub.id)
-                .values(reference_profile=profile)
-            )
-        return rows
+        """Store the reference (training/baseline) data and its statistics (kept in
+        ``subscriptions.reference_profile`` for drift), in one transaction: replacing what was
+        there (``replace=False``: adding to it), or, on a refused row, leaving it as it was."""
+        sub = self._sub
+        frame = to_frame(data, sub.schema)
+        with sub.mart.engine.begin() as conn:
+            if replace:
+                return record_store.replace_reference(conn, sub.record, frame, partial(reference_profile, sub.schema))
+            _, rows = record_store.log_batches(conn, sub.record, self.kind, [frame])
+            whole = record_store.read(conn, sub.record, self.kind)
+            subscriptions_table.set_reference_profile(conn, sub.id, reference_profile(sub.schema, whole))
+            return rows
 
     def profile(self) -> dict[str, Any] | None:
         with self._sub.mart.engine.connect() as conn:
-            return conn.execute(
-                sa.select(models.Subscription.reference_profile).where(models.Subscription.id == self._sub.id)
-            ).scalar_one()
+            return subscriptions_table.reference_profile(conn, self._sub.id)

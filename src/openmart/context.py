@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy.engine import Engine
 
@@ -76,3 +76,16 @@ class SubscriptionContext:
 
     def with_record(self, record: SubscriptionRecord) -> SubscriptionContext:
         return replace(self, record=record)
+
+
+class HasContext(Protocol):
+    """Anything that carries a subscription's context (the API's ``Subscription`` does)."""
+
+    @property
+    def context(self) -> SubscriptionContext: ...
+
+
+def context_of(sub: SubscriptionContext | HasContext) -> SubscriptionContext:
+    """The context itself, or the one an API object carries: entry points below the API accept
+    either, so ``CaptureProxy(sub)`` and ``CaptureProxy(sub.context)`` are the same."""
+    return sub if isinstance(sub, SubscriptionContext) else sub.context

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
 
+from openmart.context import HasContext, SubscriptionContext, context_of
 from openmart.errors import ExplanationError, NotFound
 from openmart.explain.engine import (
     Explanation,
@@ -19,12 +19,11 @@ from openmart.explain.engine import (
     explain_lime,
     explain_shap,
 )
-from openmart.mart import models
-from openmart.mart.identifiers import quote
+from openmart.mart import explanations, record_store
+from openmart.mart.records import RecordKind
 from openmart.schema import ProblemType
 
 if TYPE_CHECKING:
-    from openmart.api import Subscription
     from openmart.providers.base import Provider
 
 METHODS = ("shap", "lime")
@@ -68,7 +67,7 @@ class RequestCounter:
 
 
 def output_function(
-    sub: Subscription, provider: Provider, predicted: Any, counter: RequestCounter | None = None
+    sub: SubscriptionContext, provider: Provider, predicted: Any, counter: RequestCounter | None = None
 ) -> ScoringFunction:
     """What is explained: the probability of the predicted class (binary, multiclass), the
     prediction itself (regression), or 1/0 for 'still the predicted class' when the model gives
@@ -106,26 +105,33 @@ class _RecordCache:
         return self.fn(frame)
 
 
-def _typed(sub: Subscription, frame: pd.DataFrame) -> pd.DataFrame:
+def _typed(sub: SubscriptionContext, frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.loc[:, sub.schema.feature_names].copy()
     for f in sub.schema.numeric_features:
         frame[f] = pd.to_numeric(frame[f])
     return frame
 
 
-def reference_stats(sub: Subscription) -> ReferenceStats:
-    ref = _typed(sub, sub.reference.read())
+def _reference(sub: SubscriptionContext, limit: int | None = None) -> pd.DataFrame:
+    with sub.engine.connect() as conn:
+        return _typed(sub, record_store.read(conn, sub.record, RecordKind.REFERENCE, limit=limit))
+
+
+def reference_stats(subscription: SubscriptionContext | HasContext) -> ReferenceStats:
+    sub = context_of(subscription)
+    ref = _reference(sub)
     if ref.empty:
         raise ExplanationError(f"subscription {sub.name!r} has no reference data to explain against")
     return ReferenceStats.from_frame(ref, sub.schema.feature_names, sub.schema.categorical_features)
 
 
-def background(sub: Subscription, rows: int = BACKGROUND_ROWS) -> pd.DataFrame:
+def background(subscription: SubscriptionContext | HasContext, rows: int = BACKGROUND_ROWS) -> pd.DataFrame:
     """A small, fixed summary of the reference: k-means centres (categorical features snapped to
     their most common value in each cluster)."""
     from sklearn.cluster import KMeans
 
-    ref = _typed(sub, sub.reference.read())
+    sub = context_of(subscription)
+    ref = _reference(sub)
     if len(ref) <= rows:
         return ref
     numeric = sub.schema.numeric_features
@@ -142,34 +148,15 @@ def background(sub: Subscription, rows: int = BACKGROUND_ROWS) -> pd.DataFrame:
     return pd.DataFrame(centres, columns=sub.schema.feature_names)
 
 
-def stored(sub: Subscription, scoring_id: str, method: str) -> StoredExplanation | None:
-    with sa.orm.Session(sub.mart.engine) as s:
-        row = s.scalars(
-            sa.select(models.Explanation)
-            .where(
-                models.Explanation.subscription_id == sub.id,
-                models.Explanation.scoring_id == scoring_id,
-                models.Explanation.method == method,
-            )
-            .order_by(models.Explanation.id.desc())
-        ).first()
-        if row is None:
-            return None
-        return StoredExplanation(
-            row.scoring_id,
-            row.method,
-            row.prediction,
-            dict(row.attributions),
-            row.base_value,
-            row.contrastive,
-            row.elapsed_ms,
-            row.scoring_calls,
-            cached=True,
-        )
+def stored(subscription: SubscriptionContext | HasContext, scoring_id: str, method: str) -> StoredExplanation | None:
+    sub = context_of(subscription)
+    with sub.engine.connect() as conn:
+        row = explanations.latest(conn, sub.id, scoring_id, method)
+    return None if row is None else StoredExplanation(**row, cached=True)
 
 
 def explain(
-    sub: Subscription,
+    subscription: SubscriptionContext | HasContext,
     scoring_id: str,
     *,
     method: str = "shap",
@@ -178,6 +165,7 @@ def explain(
     stats: ReferenceStats | None = None,
     bg: pd.DataFrame | None = None,
 ) -> StoredExplanation:
+    sub = context_of(subscription)
     if method not in METHODS:
         raise ExplanationError(f"explanation method {method!r}: choose shap or lime")
     if not refresh:
@@ -185,14 +173,8 @@ def explain(
         if found is not None:
             return found
     s = sub.schema
-    raw = sub.mart.engine.raw_connection()
-    try:
-        with raw.cursor() as cur:
-            cols = ", ".join(quote(c) for c in [*s.feature_names, s.prediction])
-            cur.execute(f"SELECT {cols} FROM {quote(sub.payload.table)} WHERE scoring_id = %s", (scoring_id,))
-            row = cur.fetchone()
-    finally:
-        raw.close()
+    with sub.engine.connect() as conn:
+        row = record_store.find(conn, sub.payload_table, scoring_id, [*s.feature_names, s.prediction])
     if row is None:
         raise NotFound(f"subscription {sub.name!r} has no payload record with scoring_id {scoring_id!r}")
     record_frame = _typed(sub, pd.DataFrame([row[:-1]], columns=s.feature_names))
@@ -230,7 +212,7 @@ def explain(
         else:
             exp = explain_lime(
                 record,
-                _typed(sub, sub.reference.read(limit=5000)),
+                _reference(sub, limit=5000),
                 cached_fn,
                 features=s.feature_names,
                 categorical=s.categorical_features,
@@ -249,19 +231,19 @@ def explain(
         exp.elapsed_ms,
         calls,
     )
-    with sa.orm.Session(sub.mart.engine) as session:
-        session.add(
-            models.Explanation(
-                subscription_id=sub.id,
-                scoring_id=scoring_id,
-                method=method,
-                prediction=result.prediction,
-                attributions=exp.attributions,
-                base_value=exp.base_value,
-                contrastive=result.contrastive,
-                elapsed_ms=exp.elapsed_ms,
-                scoring_calls=calls,
-            )
+    with sub.engine.begin() as conn:
+        explanations.insert(
+            conn,
+            sub.id,
+            {
+                "scoring_id": scoring_id,
+                "method": method,
+                "prediction": result.prediction,
+                "attributions": exp.attributions,
+                "base_value": exp.base_value,
+                "contrastive": result.contrastive,
+                "elapsed_ms": exp.elapsed_ms,
+                "scoring_calls": calls,
+            },
         )
-        session.commit()
     return result

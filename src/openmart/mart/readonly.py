@@ -13,6 +13,11 @@ backslash in a plain ``'...'`` string is read here as PostgreSQL reads it.
 from __future__ import annotations
 
 import re
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
 from openmart.errors import ValidationError
 
@@ -141,3 +146,19 @@ def query_error(exc: Exception) -> Exception:
     if code[:2] in ("42", "22", "0A"):  # syntax/access rule, data exception, feature not supported
         return ValidationError(f"mart.sql: {message}")
     return exc
+
+
+def run_read_only(engine: Engine, query: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Run one reading statement in a read-only transaction that is rolled back afterwards, as a
+    DataFrame (``Mart.sql``)."""
+    check_read_only(query)  # one statement: a second one (after a COMMIT) would escape the transaction
+    with engine.connect() as conn:
+        try:
+            # the transaction's first statement, so it holds before the query runs
+            conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+            conn.exec_driver_sql("SET LOCAL standard_conforming_strings = on")  # as check_read_only reads quotes
+            return pd.read_sql_query(sa.text(query), conn, params=dict(params or {}))
+        except (sa.exc.DBAPIError, pd.errors.DatabaseError) as exc:  # pandas wraps the driver's error
+            raise query_error(exc) from None
+        finally:
+            conn.rollback()

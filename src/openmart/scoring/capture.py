@@ -35,22 +35,20 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 import psycopg2
 import pyarrow as pa
 import sqlalchemy as sa
 
+from openmart.context import HasContext, SubscriptionContext, context_of
 from openmart.errors import ValidationError
 from openmart.mart.capture_store import SOURCE_RECORD, SetAside, insert_event, insert_set_aside
 from openmart.mart.records import RecordKind, copy_into
 from openmart.scoring import journal
 from openmart.scoring.intake import Exchange, ExchangeDecoder, Intake, IntakeBuilder, Item, concat, exchange_aside
 from openmart.scoring.spool import insert_idempotent, spool_of
-
-if TYPE_CHECKING:
-    from openmart.api import Subscription
 
 __all__ = ["CaptureStats", "Exchange", "PayloadCapture"]
 
@@ -99,7 +97,7 @@ class _Buffered:
 class PayloadCapture:
     def __init__(
         self,
-        sub: Subscription,
+        sub: SubscriptionContext | HasContext,
         *,
         spool_dir: Path | None = None,
         decoder: ExchangeDecoder | None = None,
@@ -109,10 +107,11 @@ class PayloadCapture:
         retry_interval: float = 0.5,
         max_buffered: int = 100_000,
     ) -> None:
+        sub = context_of(sub)
         self._sub_id = sub.id
         self._sub_name = sub.name
-        self._engine = sub.mart.engine
-        self._table = sub.payload.table
+        self._engine = sub.engine
+        self._table = sub.payload_table
         self._intake = IntakeBuilder(sub.schema, decoder=decoder, asset_revision=sub.asset_revision)
         self._queue: queue.SimpleQueue[tuple[_Queued, _Token] | None] = queue.SimpleQueue()
         self._max_batch = max_batch

@@ -36,12 +36,12 @@ from urllib.parse import urlsplit
 import httptools
 import pandas as pd
 
+from openmart.context import HasContext, SubscriptionContext, context_of
 from openmart.errors import ProviderError, ValidationError
 from openmart.scoring.capture import Exchange, PayloadCapture
 from openmart.scoring.intake import ExchangeDecoder, provider_decoder
 
 if TYPE_CHECKING:
-    from openmart.api import Subscription
     from openmart.providers.base import Provider
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 _BIG = 1 << 16  # above this, write head and body separately rather than copy the body once more
 
 
-def exchange_parser(sub: Subscription, provider: Provider) -> ExchangeDecoder:
+def exchange_parser(sub: SubscriptionContext, provider: Provider) -> ExchangeDecoder:
     """The binding's own decoder of one request/response pair (capture decodes each exchange on
     its own, so one that cannot be decoded is set aside alone)."""
     return provider_decoder(provider)
@@ -487,7 +487,7 @@ class _ClientConnection(asyncio.Protocol):
 class CaptureProxy:
     def __init__(
         self,
-        sub: Subscription,
+        subscription: SubscriptionContext | HasContext,
         *,
         capture: PayloadCapture | None = None,
         provider: Provider | None = None,
@@ -495,6 +495,7 @@ class CaptureProxy:
         durable: bool = False,
         refuse_when_degraded: bool = False,
     ) -> None:
+        sub = context_of(subscription)
         if not sub.deployment_id:
             raise ValidationError(f"subscription {sub.name!r} names no deployment to proxy")
         provider = provider or sub.provider()
@@ -673,7 +674,7 @@ class CaptureProxy:
 
 
 def serve(
-    sub: Subscription,
+    sub: SubscriptionContext | HasContext,
     host: str = "127.0.0.1",
     port: int = 8080,
     *,

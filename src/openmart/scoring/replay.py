@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
+from openmart.context import HasContext, SubscriptionContext, context_of
 from openmart.mart.capture_store import (
     SOURCE_EXCHANGE,
     SetAside,
@@ -23,9 +24,6 @@ from openmart.mart.capture_store import (
 )
 from openmart.scoring.intake import Exchange, IntakeBuilder, Item, provider_decoder
 from openmart.scoring.spool import in_transaction, insert_idempotent, spool_of
-
-if TYPE_CHECKING:
-    from openmart.api import Subscription
 
 
 @dataclass(frozen=True)
@@ -53,10 +51,11 @@ def _item(entry: SetAside) -> Item:
     return pd.DataFrame.from_records(record if isinstance(record, list) else [record])
 
 
-def replay(sub: Subscription) -> ReplayReport:
+def replay(subscription: SubscriptionContext | HasContext) -> ReplayReport:
+    sub = context_of(subscription)
     spool = spool_of(sub)
-    engine = sub.mart.engine
-    spooled = spool.drain(engine.raw_connection, sub.payload.table)
+    engine = sub.engine
+    spooled = spool.drain(engine.raw_connection, sub.payload_table)
     spool.drain_aside(engine.raw_connection, sub.id)
     entries = read_set_aside(engine, sub.id)
     if not entries:
@@ -74,7 +73,7 @@ def replay(sub: Subscription) -> ReplayReport:
     done = [e for e in entries if e.scoring_id not in refused]
 
     def store(conn: Any) -> int:  # stored, and taken off the set-aside list, in one transaction
-        stored = insert_idempotent(conn, sub.payload.table, intake.table) if intake.table is not None else 0
+        stored = insert_idempotent(conn, sub.payload_table, intake.table) if intake.table is not None else 0
         delete_set_aside(conn, [e.id for e in done if e.id is not None])
         update_reasons(conn, {e.id: refused[e.scoring_id] for e in entries if e.scoring_id in refused and e.id})
         return stored

@@ -11,11 +11,11 @@ from openmart.errors import ValidationError
 from openmart.mart.records import new_scoring_ids
 
 if TYPE_CHECKING:
-    from openmart.api import Subscription
+    from openmart.context import SubscriptionContext
     from openmart.providers.base import Provider
 
 
-def score_frame(sub: Subscription, records: pd.DataFrame, *, provider: Provider | None = None) -> pd.DataFrame:
+def score_frame(sub: SubscriptionContext, records: pd.DataFrame, *, provider: Provider | None = None) -> pd.DataFrame:
     """Score ``records`` through the deployment; returns them with scoring_id, prediction and
     probability (and response_time in ms). A failed scoring raises and nothing is logged."""
     schema = sub.schema

@@ -35,11 +35,10 @@ import pyarrow.ipc as ipc
 
 from openmart.errors import ValidationError
 from openmart.mart.capture_store import SetAside, insert_set_aside, mart_id
-from openmart.mart.identifiers import quote
-from openmart.mart.records import RecordKind, copy_into
+from openmart.mart.record_store import in_transaction, insert_idempotent
 
 if TYPE_CHECKING:
-    from openmart.api import Subscription
+    from openmart.context import SubscriptionContext
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +47,9 @@ def spool_folder(spool_dir: Path, mart_id: str, subscription_id: int) -> Path:
     return spool_dir / mart_id / f"subscription-{subscription_id}"
 
 
-def spool_of(sub: Subscription, spool_dir: Path | None = None) -> Spool:
+def spool_of(sub: SubscriptionContext, spool_dir: Path | None = None) -> Spool:
     """The spool of ``sub`` (under ``spool_dir``, else the mart's settings), keyed by the mart's id."""
-    return Spool(spool_folder(spool_dir or sub.mart.settings.spool_dir, mart_id(sub.mart.engine), sub.id))
+    return Spool(spool_folder(spool_dir or sub.settings.spool_dir, mart_id(sub.engine), sub.id))
 
 
 @dataclass(frozen=True)
@@ -208,32 +207,3 @@ class Spool:
 
 def _insert_aside(subscription_id: int, items: list[SetAside], conn: Any) -> int:
     return insert_set_aside(conn, subscription_id, items)
-
-
-def in_transaction(connection_factory: Callable[[], Any], work: Callable[[Any], int]) -> int:
-    """Run ``work`` on a fresh DB-API connection in one transaction: committed, or rolled back."""
-    conn = connection_factory()
-    try:
-        done = work(conn)
-        conn.commit()
-        return done
-    except Exception:
-        conn.rollback()
-        raise
-    finally:
-        conn.close()
-
-
-def insert_idempotent(conn: Any, table_name: str, table: pa.Table) -> int:
-    """COPY into a temporary table, then insert what is not stored yet (by scoring_id)."""
-    staging = f"_openmart_stage_{uuid.uuid4().hex[:12]}"
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE TEMP TABLE {quote(staging)} (LIKE {quote(table_name)} INCLUDING DEFAULTS) ON COMMIT DROP")
-    copy_into(conn, staging, table, RecordKind.PAYLOAD)
-    cols = ", ".join(quote(c) for c in table.column_names)
-    with conn.cursor() as cur:
-        cur.execute(
-            f"INSERT INTO {quote(table_name)} ({cols}) SELECT {cols} FROM {quote(staging)} "
-            "ON CONFLICT (scoring_id) DO NOTHING"
-        )
-        return cur.rowcount

@@ -1,0 +1,187 @@
+"""A subscription's record tables (payload, feedback, reference), behind typed functions.
+
+Each function takes the SQLAlchemy connection of the caller's transaction, so one user operation
+composes them into one transaction: subscribing writes the row, the tables, the reference and its
+profile together; replacing a reference swaps rows and profile together or not at all.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+from sqlalchemy.engine import Connection
+
+from openmart.errors import ValidationError
+from openmart.mart import subscriptions
+from openmart.mart.identifiers import quote
+from openmart.mart.records import RecordKind, copy_into, prepare, select_sql
+from openmart.mart.subscriptions import SubscriptionRecord
+
+TIME_COLUMN = {RecordKind.PAYLOAD: "scoring_timestamp", RecordKind.FEEDBACK: "recorded_at", RecordKind.REFERENCE: None}
+
+
+class OnDuplicate(StrEnum):
+    """What logging does with a record whose scoring id the table holds already."""
+
+    REFUSE = "refuse"  # the whole input is refused, naming the record (the default: nothing doubles)
+    REPLACE = "replace"  # the stored record is replaced by the new one (a corrected label)
+
+
+def driver(conn: Connection) -> Any:
+    """The psycopg2 connection under ``conn``, in the same transaction (COPY needs it)."""
+    return conn.connection.driver_connection
+
+
+def log_batches(
+    conn: Connection,
+    record: SubscriptionRecord,
+    kind: RecordKind,
+    batches: Iterable[Any],
+    *,
+    on_duplicate: OnDuplicate | str = OnDuplicate.REFUSE,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[list[pa.Array | None], int]:
+    """Validate and COPY each batch into the kind's table, in the caller's transaction (all of
+    them or, on a bad record, none: the caller rolls back). Returns the batches' payload scoring
+    ids and the row count. ``progress`` gets each batch's row count."""
+    mode = OnDuplicate(on_duplicate)
+    table = record.table(kind)
+    raw = driver(conn)
+    all_ids: list[pa.Array | None] = []
+    rows = 0
+    for data in batches:
+        try:
+            arrow, ids = prepare(kind, data, record.schema)
+            if mode is OnDuplicate.REPLACE and "scoring_id" in arrow.column_names:
+                _delete_ids(raw, table, arrow.column("scoring_id"))
+            copy_into(raw, table, arrow, kind)
+        except ValidationError as exc:
+            if rows and exc.row is not None:  # name the record by its place in the whole input
+                raise ValidationError(
+                    f"{exc} [record {rows + exc.row} of the input]",
+                    row=rows + exc.row,
+                    column=exc.column,
+                    value=exc.value,
+                ) from exc
+            raise
+        all_ids.append(ids)
+        rows += arrow.num_rows
+        if progress:
+            progress(arrow.num_rows)
+    return all_ids, rows
+
+
+def _delete_ids(raw: Any, table: str, ids: pa.ChunkedArray) -> None:
+    given = [i for i in ids.to_pylist() if i is not None]
+    if given:
+        with raw.cursor() as cur:
+            cur.execute(f"DELETE FROM {quote(table)} WHERE scoring_id = ANY(%(ids)s)", {"ids": given})
+
+
+def replace_reference(
+    conn: Connection,
+    record: SubscriptionRecord,
+    frame: pd.DataFrame,
+    profile_of: Callable[[pd.DataFrame], Mapping[str, Any]],
+) -> int:
+    """The subscription's reference becomes ``frame`` and its profile ``profile_of(frame)`` (made
+    once the rows are accepted), in the caller's transaction: a refused row rolls back the whole
+    swap and the old reference stays as it was."""
+    subscriptions.lock(conn, record.id)
+    with driver(conn).cursor() as cur:
+        # DELETE, not TRUNCATE: readers of the old reference keep their snapshot until the swap commits
+        cur.execute(f"DELETE FROM {quote(record.reference_table)}")
+    _, rows = log_batches(conn, record, RecordKind.REFERENCE, [frame])
+    subscriptions.set_reference_profile(conn, record.id, profile_of(frame))
+    return rows
+
+
+def count(conn: Connection, table: str) -> int:
+    with driver(conn).cursor() as cur:
+        cur.execute(f"SELECT count(*) FROM {quote(table)}")
+        return int(cur.fetchone()[0])
+
+
+def count_ids(conn: Connection, table: str, scoring_ids: Iterable[Any]) -> int:
+    """How many of these scoring ids the table holds (the truth, read from the mart)."""
+    ids = [str(i) for i in scoring_ids]
+    with driver(conn).cursor() as cur:
+        cur.execute(f"SELECT count(*) FROM {quote(table)} WHERE scoring_id = ANY(%(ids)s)", {"ids": ids})
+        return int(cur.fetchone()[0])
+
+
+def read(
+    conn: Connection,
+    record: SubscriptionRecord,
+    kind: RecordKind,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int | None = None,
+    columns: Sequence[str] | None = None,
+    newest_first: bool = False,
+) -> pd.DataFrame:
+    """Records of one table as a DataFrame, oldest first (numeric features as numbers)."""
+    sql, params = select_sql(
+        record.table(kind),
+        time_column=TIME_COLUMN[RecordKind(kind)],
+        since=since,
+        until=until,
+        limit=limit,
+        columns=columns,
+        newest_first=newest_first,
+    )
+    with driver(conn).cursor() as cur:
+        cur.execute(sql, params)
+        names = [d[0] for d in cur.description]
+        frame = pd.DataFrame(cur.fetchall(), columns=names)
+    for col in record.schema.numeric_features:
+        if col in frame.columns:
+            frame[col] = pd.to_numeric(frame[col])
+    return frame
+
+
+# -- DB-API level, for capture's writer thread and the spool (no SQLAlchemy on the hot path) ------
+
+
+def in_transaction(connection_factory: Callable[[], Any], work: Callable[[Any], int]) -> int:
+    """Run ``work`` on a fresh DB-API connection in one transaction: committed, or rolled back."""
+    conn = connection_factory()
+    try:
+        done = work(conn)
+        conn.commit()
+        return done
+    except Exception:
+        conn.rollback()
+        raise
+    finally:
+        conn.close()
+
+
+def insert_idempotent(conn: Any, table_name: str, table: pa.Table) -> int:
+    """COPY into a temporary table, then insert what is not stored yet (by scoring_id)."""
+    staging = f"_openmart_stage_{uuid.uuid4().hex[:12]}"
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE TEMP TABLE {quote(staging)} (LIKE {quote(table_name)} INCLUDING DEFAULTS) ON COMMIT DROP")
+    copy_into(conn, staging, table, RecordKind.PAYLOAD)
+    cols = ", ".join(quote(c) for c in table.column_names)
+    with conn.cursor() as cur:
+        cur.execute(
+            f"INSERT INTO {quote(table_name)} ({cols}) SELECT {cols} FROM {quote(staging)} "
+            "ON CONFLICT (scoring_id) DO NOTHING"
+        )
+        return cur.rowcount
+
+
+def find(conn: Connection, table: str, scoring_id: str, columns: Sequence[str]) -> tuple[Any, ...] | None:
+    """One record's ``columns`` by its scoring id, or None."""
+    cols = ", ".join(quote(c) for c in columns)
+    with driver(conn).cursor() as cur:
+        cur.execute(f"SELECT {cols} FROM {quote(table)} WHERE scoring_id = %s", (scoring_id,))
+        return cur.fetchone()
