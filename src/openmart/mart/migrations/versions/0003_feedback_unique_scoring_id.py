@@ -32,8 +32,7 @@ def upgrade() -> None:
     for table in _feedback_tables():
         t = _quote(table)
         op.execute(
-            f"DELETE FROM {t} f USING {t} newer "
-            "WHERE f.scoring_id = newer.scoring_id AND f.record_id < newer.record_id"
+            f"DELETE FROM {t} f USING {t} newer WHERE f.scoring_id = newer.scoring_id AND f.record_id < newer.record_id"
         )
         op.execute(f"DROP INDEX IF EXISTS {_quote(table + '_sid')}")
         op.execute(f"CREATE UNIQUE INDEX {_quote(table + '_sid')} ON {t} (scoring_id)")
