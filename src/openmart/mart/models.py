@@ -19,6 +19,7 @@ from sqlalchemy import (
     Double,
     ForeignKey,
     Identity,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -106,12 +107,22 @@ class Evaluation(Base):
     )
     window_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     window_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # payload records in the window, counted by every evaluation
     records: Mapped[int | None] = mapped_column(Integer)
+    # running -> finished | failed | abandoned (its process ended without a word: see evaluation/runner.py)
     status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="running")
     # per monitor: status, reasons ("not enough data"), counts, scoring calls made
     summary: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
     started_at: Mapped[datetime] = _now()
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # why it failed or was abandoned: the exception's type and message
+    error_type: Mapped[str | None] = mapped_column(String(128))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    # who runs it: the PostgreSQL backend holding the subscription's evaluation lock, and host:pid
+    backend_pid: Mapped[int | None] = mapped_column(Integer)
+    runner: Mapped[str | None] = mapped_column(Text)
+    # feedback records scored through the binding (stored with the results, in one transaction)
+    scored_feedback: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
 
 
 class Measurement(Base):
@@ -138,19 +149,51 @@ class Measurement(Base):
 
 
 class Alert(Base):
+    """A breached threshold with a lifecycle: open -> acknowledged -> resolved (by a person, or
+    by a later evaluation in which the same measurement passes). One alert that is not resolved
+    per (subscription, monitor, metric, feature, group): a repeated breach updates it."""
+
     __tablename__ = "alerts"
+    __table_args__ = (
+        Index(
+            "uq_alerts_unresolved",
+            "subscription_id",
+            "monitor",
+            "metric",
+            "feature",
+            "group",
+            unique=True,
+            postgresql_where=text("status <> 'resolved'"),
+            postgresql_nulls_not_distinct=True,
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     subscription_id: Mapped[int] = mapped_column(
         ForeignKey("subscriptions.id", ondelete="CASCADE"), nullable=False, index=True
     )
+    # the evaluation and measurement that opened it
     evaluation_id: Mapped[int] = mapped_column(ForeignKey("evaluations.id", ondelete="CASCADE"), nullable=False)
     measurement_id: Mapped[int] = mapped_column(ForeignKey("measurements.id", ondelete="CASCADE"), nullable=False)
     monitor: Mapped[str] = mapped_column(String(32), nullable=False)
     metric: Mapped[str] = mapped_column(String(64), nullable=False)
+    feature: Mapped[str | None] = mapped_column(Text)
+    group: Mapped[str | None] = mapped_column(Text)
     message: Mapped[str] = mapped_column(Text, nullable=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="open")
     created_at: Mapped[datetime] = _now()
+    # the latest evaluation that breached it again, and how many evaluations did
+    last_evaluation_id: Mapped[int | None] = mapped_column(ForeignKey("evaluations.id", ondelete="SET NULL"))
+    last_measurement_id: Mapped[int | None] = mapped_column(ForeignKey("measurements.id", ondelete="SET NULL"))
+    occurrences: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
+    last_seen_at: Mapped[datetime] = _now()
+    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    acknowledged_by: Mapped[str | None] = mapped_column(Text)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_by: Mapped[str | None] = mapped_column(Text)
+    # set when a later evaluation's passing measurement resolved it
+    resolved_evaluation_id: Mapped[int | None] = mapped_column(ForeignKey("evaluations.id", ondelete="SET NULL"))
+    note: Mapped[str | None] = mapped_column(Text)
 
 
 class Explanation(Base):
