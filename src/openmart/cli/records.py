@@ -17,14 +17,15 @@ from openmart.cli.common import (
     progress_bar,
     state,
 )
+from openmart.mart.record_store import OnDuplicate
 from openmart.mart.records import RecordKind
 
 
-def _log_file(store: RecordStore, path: Path, verb: str) -> int:
+def _log_file(store: RecordStore, path: Path, verb: str, on_duplicate: OnDuplicate) -> int:
     total = count_rows(path)
     with progress_bar(f"{verb} {path.name}", total) as bar:
         task = bar.add_task(f"{verb} {path.name}", total=total)
-        _, rows = store.log_batches(iter_file(path), progress=lambda n: bar.advance(task, n))
+        _, rows = store.log_batches(iter_file(path), progress=lambda n: bar.advance(task, n), on_duplicate=on_duplicate)
     return rows
 
 
@@ -37,6 +38,9 @@ def _group(kind: RecordKind, verb: str, help_text: str) -> typer.Typer:
         subscription: str,
         file: Path = typer.Argument(..., help="CSV, Parquet or JSONL."),
         json_: bool = typer.Option(False, "--json", help="Machine-readable output."),
+        replace: bool = typer.Option(
+            False, "--replace", help="A record whose scoring_id is stored already replaces it (default: refused)."
+        ),
     ) -> None:
         """Store the file's records, all or none (a bad record is named and nothing is written)."""
         sub = state(ctx).mart.subscriptions.get(subscription)
@@ -46,7 +50,8 @@ def _group(kind: RecordKind, verb: str, help_text: str) -> typer.Typer:
 
             rows = store.load(read_file(file))
         else:
-            rows = _log_file(store, file, "logging")
+            mode = OnDuplicate.REPLACE if replace else OnDuplicate.REFUSE
+            rows = _log_file(store, file, "logging", mode)
         if json_:
             emit_json({"subscription": subscription, "kind": str(kind), "records": rows})
         else:

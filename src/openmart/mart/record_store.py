@@ -33,6 +33,15 @@ class OnDuplicate(StrEnum):
     REPLACE = "replace"  # the stored record is replaced by the new one (a corrected label)
 
 
+def on_duplicate_mode(value: OnDuplicate | str) -> OnDuplicate:
+    try:
+        return OnDuplicate(value)
+    except ValueError:
+        raise ValidationError(
+            f"on_duplicate {value!r}: choose {' or '.join(m.value for m in OnDuplicate)}", value=value
+        ) from None
+
+
 def driver(conn: Connection) -> Any:
     """The psycopg2 connection under ``conn``, in the same transaction (COPY needs it)."""
     return conn.connection.driver_connection
@@ -50,7 +59,7 @@ def log_batches(
     """Validate and COPY each batch into the kind's table, in the caller's transaction (all of
     them or, on a bad record, none: the caller rolls back). Returns the batches' payload scoring
     ids and the row count. ``progress`` gets each batch's row count."""
-    mode = OnDuplicate(on_duplicate)
+    mode = on_duplicate_mode(on_duplicate)
     table = record.table(kind)
     raw = driver(conn)
     all_ids: list[pa.Array | None] = []
@@ -62,10 +71,14 @@ def log_batches(
                 _delete_ids(raw, table, arrow.column("scoring_id"))
             copy_into(raw, table, arrow, kind)
         except ValidationError as exc:
-            if rows and exc.row is not None:  # name the record by its place in the whole input
+            hint = ""
+            if exc.column == "scoring_id" and "already stored" in str(exc) and mode is OnDuplicate.REFUSE:
+                hint = " (to replace stored records: --replace, or on_duplicate='replace')"
+            if (rows and exc.row is not None) or hint:  # name the record by its place in the whole input
+                place = f" [record {rows + exc.row} of the input]" if rows and exc.row is not None else ""
                 raise ValidationError(
-                    f"{exc} [record {rows + exc.row} of the input]",
-                    row=rows + exc.row,
+                    f"{exc}{place}{hint}",
+                    row=rows + exc.row if exc.row is not None else None,
                     column=exc.column,
                     value=exc.value,
                 ) from exc
