@@ -22,7 +22,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import openmart
-from openmart.capture.sagemaker import ingest_capture, ingest_ground_truth
+from openmart.capture import ingest_capture, ingest_ground_truth
 from openmart.errors import NotFound
 from tests.localstack_support import aws_env, ensure_localstack
 
@@ -229,7 +229,7 @@ def test_all_encodings_and_malformed_lines(endpoint, mart: openmart.Mart) -> Non
     ]
     key = f"custom/{name}/AllTraffic/2026/11/22/10/00-00-000-x.jsonl"
     boto3.client("s3").put_object(Bucket="openmart-capture", Key=key, Body="\n".join(lines).encode())
-    report = ingest_capture(sub, s3_uri=f"s3://openmart-capture/custom/{name}/")
+    report = ingest_capture(sub, source=f"s3://openmart-capture/custom/{name}/")
     assert report.ingested == 9 and report.events == 3
     assert [(f.rsplit("/", 1)[-1], n) for f, n, _ in report.errors] == [
         ("00-00-000-x.jsonl", 3),
@@ -341,7 +341,7 @@ def test_since_skips_older_events(endpoint, mart: openmart.Mart) -> None:
     )
     from datetime import datetime
 
-    report = ingest_capture(sub, s3_uri=f"s3://openmart-capture/since/{name}/", since=datetime(2026, 11, 22, 10, 30))
+    report = ingest_capture(sub, source=f"s3://openmart-capture/since/{name}/", since=datetime(2026, 11, 22, 10, 30))
     assert report.files == 1 and report.errors == [] and report.ingested == 1
     assert sub.payload.read()["scoring_id"].tolist() == ["late"]
 

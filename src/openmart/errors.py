@@ -66,6 +66,11 @@ class ProviderNotInstalled(ProviderError):
     """No adapter of this kind is installed."""
 
 
+class CapabilityMissing(ProviderError):
+    """The binding's provider does not offer this (e.g. capture ingest); the message names the
+    provider and what it does offer."""
+
+
 class ProviderConnectionError(ProviderError):
     """The deployment could not be reached (connection refused, DNS)."""
 

@@ -30,7 +30,7 @@ import pandas as pd
 from openmart import secrets
 from openmart.errors import NotFound, ProviderHTTPError, ProviderResponseError, ValidationError
 from openmart.providers import httpkit
-from openmart.providers.base import Deployment, ScoreResult
+from openmart.providers.base import BASIC_CAPABILITIES, Capability, Deployment, ScoreResult
 
 _DEPLOYMENT = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/[A-Za-z0-9_.+-]+$")
 INPUTS = ("records", "pandas_split", "pandas_json", "fields_values")
@@ -53,6 +53,8 @@ class AlgorithmiaProvider:
     }
     #: credentials in base_url (userinfo, ?key=) are found by the core without a declaration
     secret_settings: ClassVar[frozenset[str]] = frozenset({"key"})
+    #: scores, lists and describes; a plain HTTP endpoint keeps no capture or ground truth to read
+    capabilities: ClassVar[frozenset[Capability]] = BASIC_CAPABILITIES
 
     def __init__(self, settings: Mapping[str, str], transport: httpx.BaseTransport | None = None) -> None:
         self.settings = dict(settings)

@@ -34,7 +34,7 @@ import pandas as pd
 from openmart import secrets
 from openmart.errors import NotFound, ValidationError
 from openmart.providers import httpkit
-from openmart.providers.base import Deployment, ScoreResult
+from openmart.providers.base import BASIC_CAPABILITIES, Capability, Deployment, ScoreResult
 
 DEFAULT_PATHS = {
     "single": ("$.prediction", "$.probability"),
@@ -64,6 +64,8 @@ class CustomProvider:
         "key": "the API key for auth=header (stored encrypted; needs a key)",
     }
     secret_settings: ClassVar[frozenset[str]] = frozenset({"token", "key"})
+    #: scores, lists and describes; a plain HTTP endpoint keeps no capture or ground truth to read
+    capabilities: ClassVar[frozenset[Capability]] = BASIC_CAPABILITIES
 
     def __init__(self, settings: Mapping[str, str], transport: httpx.BaseTransport | None = None) -> None:
         self.settings = dict(settings)

@@ -10,6 +10,13 @@ default, or ``application/json``), ``accept`` (default ``application/json``), ``
 ``$.predictions[*].score``, the built-in algorithms' shape), ``label_map``, ``batch_size`` (rows
 per invoke, default 500), ``retries`` (default 4: botocore's standard retry mode, bounded; see
 ``botocore_config``).
+
+It declares every capability: besides scoring, listing and describing endpoints it reads the
+endpoints' Data Capture and ground truth (in SageMaker's merge format) from S3
+(:mod:`openmart_sagemaker.capture`); the core writes them into the mart.
+
+It needs boto3, which openmart's core does not: ``pip install 'openmart[sagemaker]'``. Without
+it the plug-in does not load (openmart logs why, and ``openmart bind add`` says what to install).
 """
 
 from __future__ import annotations
@@ -19,10 +26,21 @@ import io
 import json
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from datetime import datetime
 from typing import Any, ClassVar
 
 import pandas as pd
+
+try:
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, EndpointConnectionError
+except ModuleNotFoundError as exc:  # the registry skips this plug-in and says why
+    raise ModuleNotFoundError(
+        f"the sagemaker provider needs {exc.name}, which is not installed: pip install 'openmart[sagemaker]'",
+        name=exc.name,
+    ) from exc
 
 from openmart.errors import (
     NotFound,
@@ -34,7 +52,14 @@ from openmart.errors import (
     ValidationError,
 )
 from openmart.providers import httpkit
-from openmart.providers.base import Deployment, ScoreResult
+from openmart.providers.base import (
+    Capability,
+    CaptureBatch,
+    Deployment,
+    GroundTruthBatch,
+    ScoreResult,
+    record_ids,
+)
 
 _THROTTLING = {
     "ThrottlingException",
@@ -42,7 +67,9 @@ _THROTTLING = {
     "TooManyRequestsException",
     "ServiceUnavailable",
     "RequestLimitExceeded",
+    "SlowDown",
 }
+_NOT_FOUND = {"ResourceNotFound", "NoSuchBucket", "NoSuchKey"}
 
 
 class SageMakerProvider:
@@ -62,10 +89,9 @@ class SageMakerProvider:
     # none: credentials come from the AWS chain and validate_settings refuses key-like settings;
     # profile and role_arn name credentials (references), they are not secrets themselves
     secret_settings: ClassVar[frozenset[str]] = frozenset()
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability)
 
     def __init__(self, settings: Mapping[str, str], session: Any = None) -> None:
-        import boto3
-
         self.settings = dict(settings)
         self.region = settings["region"]
         self.content_type = settings.get("content_type", "text/csv")
@@ -119,11 +145,9 @@ class SageMakerProvider:
         return cls(settings)
 
     # -- errors ---------------------------------------------------------------------------------
-    def _call(self, fn: Any, **kwargs: Any) -> Any:
+    def call(self, fn: Any, service: str = "SageMaker", **kwargs: Any) -> Any:
         """One AWS call. Retries happen inside botocore (``botocore_config``), bounded; here its
         errors are mapped into openmart's tree."""
-        from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, EndpointConnectionError
-
         try:
             return fn(**kwargs)
         except ClientError as exc:
@@ -131,25 +155,25 @@ class SageMakerProvider:
             code, message = err.get("Code", ""), err.get("Message", str(exc))
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if code in _THROTTLING:
-                raise ProviderThrottled(f"SageMaker throttled the call ({code}): {message}") from exc
-            if code == "ValidationException" and "not found" in message.lower() or code == "ResourceNotFound":
-                raise NotFound(f"SageMaker: {message}") from exc
+                raise ProviderThrottled(f"{service} throttled the call ({code}): {message}") from exc
+            if code == "ValidationException" and "not found" in message.lower() or code in _NOT_FOUND:
+                raise NotFound(f"{service}: {message}") from exc
             if code == "ModelError":
                 raise ProviderHTTPError(
                     f"the model failed: {exc.response.get('OriginalMessage', message)}",
                     status=exc.response.get("OriginalStatusCode", status),
                 ) from exc
-            raise ProviderHTTPError(f"SageMaker {code}: {message}", status=status) from exc
+            raise ProviderHTTPError(f"{service} {code}: {message}", status=status) from exc
         except (EndpointConnectionError, ConnectTimeoutError) as exc:
-            raise ProviderConnectionError(f"cannot reach SageMaker: {exc}") from exc
+            raise ProviderConnectionError(f"cannot reach {service}: {exc}") from exc
         except BotoCoreError as exc:
-            raise ProviderError(f"SageMaker call failed: {exc}") from exc
+            raise ProviderError(f"{service} call failed: {exc}") from exc
 
     # -- the protocol ---------------------------------------------------------------------------
     def list_deployments(self) -> list[Deployment]:
         found, token = [], None
         while True:
-            page = self._call(self.sagemaker.list_endpoints, **({"NextToken": token} if token else {}))
+            page = self.call(self.sagemaker.list_endpoints, **({"NextToken": token} if token else {}))
             for e in page.get("Endpoints", []):
                 found.append(
                     Deployment(
@@ -164,11 +188,11 @@ class SageMakerProvider:
                 return found
 
     def describe(self, deployment_id: str) -> Deployment:
-        ep = self._call(self.sagemaker.describe_endpoint, EndpointName=deployment_id)
-        cfg = self._call(self.sagemaker.describe_endpoint_config, EndpointConfigName=ep["EndpointConfigName"])
+        ep = self.call(self.sagemaker.describe_endpoint, EndpointName=deployment_id)
+        cfg = self.call(self.sagemaker.describe_endpoint_config, EndpointConfigName=ep["EndpointConfigName"])
         variants = []
         for v in cfg.get("ProductionVariants", []):
-            model = self._call(self.sagemaker.describe_model, ModelName=v["ModelName"])
+            model = self.call(self.sagemaker.describe_model, ModelName=v["ModelName"])
             container = model.get("PrimaryContainer", {})
             variants.append(
                 {
@@ -193,6 +217,34 @@ class SageMakerProvider:
 
     def close(self) -> None:
         pass
+
+    # -- capture and ground truth (openmart_sagemaker.capture) ----------------------------------
+    def capture_records(
+        self,
+        deployment_id: str,
+        *,
+        source: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Iterator[CaptureBatch]:
+        """The endpoint's Data Capture files (``source``: an S3 URI; default: the endpoint's
+        DataCaptureConfig destination), one decoded batch per file."""
+        from openmart_sagemaker.capture import capture_records
+
+        return capture_records(self, deployment_id, source, since, until)
+
+    def ground_truth_records(
+        self,
+        deployment_id: str,
+        *,
+        source: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Iterator[GroundTruthBatch]:
+        """Ground truth in SageMaker's merge format under the S3 URI ``source``."""
+        from openmart_sagemaker.capture import ground_truth_records
+
+        return ground_truth_records(self, deployment_id, source, since, until)
 
     def _body(self, records: pd.DataFrame) -> bytes:
         if self.content_type == "text/csv":
@@ -224,7 +276,7 @@ class SageMakerProvider:
         }
         if inference_id:
             kwargs["InferenceId"] = inference_id
-        answer = self._call(self.runtime.invoke_endpoint, **kwargs)
+        answer = self.call(self.runtime.invoke_endpoint, **kwargs)
         return answer["Body"].read(), answer.get("ContentType", self.accept)
 
     def score(self, deployment_id: str, records: pd.DataFrame) -> ScoreResult:
@@ -241,7 +293,7 @@ class SageMakerProvider:
             p, q = self.decode(body, ctype, len(part))
             preds += p
             probs = None if probs is None or q is None else probs + q
-            ids += [inference_id] if len(part) == 1 else [f"{inference_id}-{k}" for k in range(1, len(part) + 1)]
+            ids += record_ids(inference_id, len(part))
             calls += 1
         return ScoreResult(preds, probs, calls, (time.perf_counter() - started) * 1000, record_ids=ids)
 
@@ -252,8 +304,6 @@ def botocore_config(retries: int) -> Any:
     capped at ``retries`` retries, so one call is at most ``retries + 1`` requests. Model errors
     (ModelError) and other 4xx are not retried. Connect timeout 10 s; the read timeout stays at
     60 s, as long as SageMaker lets an endpoint answer."""
-    from botocore.config import Config
-
     return Config(
         retries={"mode": "standard", "total_max_attempts": retries + 1},
         connect_timeout=10,

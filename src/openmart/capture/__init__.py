@@ -1,1 +1,6 @@
-"""Ingesting traffic captured by a serving platform itself (SageMaker Data Capture)."""
+"""Ingesting traffic and ground truth a serving platform captured itself, through the provider
+that declares the capability (see :mod:`openmart.capture.ingest`)."""
+
+from openmart.capture.ingest import IngestReport, ingest_capture, ingest_ground_truth
+
+__all__ = ["IngestReport", "ingest_capture", "ingest_ground_truth"]

@@ -1,4 +1,5 @@
-"""`openmart capture`: traffic a platform captured itself (SageMaker Data Capture), into the mart."""
+"""`openmart capture`: records set aside and their replay; traffic and ground truth a serving
+platform captured itself, into the mart (through a provider that can read them)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from openmart.cli.common import OpenmartGroup, emit_json, emit_table, err, out, 
 app = typer.Typer(
     cls=OpenmartGroup,
     no_args_is_help=True,
-    help="""Captured traffic: records set aside, replay, and SageMaker Data Capture ingest.
+    help="""Captured traffic: records set aside, replay, and ingest of what the platform captured.
+
+Ingest needs a binding whose provider can read its platform's capture (others are refused, in
+one line saying what the provider supports).
 
 Examples:
 
@@ -41,32 +45,43 @@ def _print(report, what: str, json_: bool) -> None:  # type: ignore[no-untyped-d
 def ingest(
     ctx: typer.Context,
     subscription: str,
-    since: str | None = typer.Option(None, "--since", help="Only events from this time (ISO)."),
-    s3_uri: str | None = typer.Option(
-        None, "--s3-uri", help="Where the capture files are (default: the endpoint's DataCaptureConfig)."
+    since: str | None = typer.Option(None, "--since", help="Only events from this time (ISO; naive is UTC)."),
+    until: str | None = typer.Option(None, "--until", help="Only events up to this time (ISO; naive is UTC)."),
+    source: str | None = typer.Option(
+        None,
+        "--source",
+        "--s3-uri",
+        help="Where the capture files are, e.g. an S3 URI (default: where the deployment's capture config says).",
     ),
     json_: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Read the endpoint's capture files from S3 into the payload table (again: adds nothing)."""
+    """Read the deployment's captured traffic into the payload table (again: adds nothing); a
+    line that cannot be read is named with its file and line, the rest goes in."""
     from openmart.api import parse_time
-    from openmart.capture.sagemaker import ingest_capture
+    from openmart.capture import ingest_capture
 
     sub = state(ctx).mart.subscriptions.get(subscription)
-    _print(ingest_capture(sub, s3_uri=s3_uri, since=parse_time(since)), "payload records", json_)
+    report = ingest_capture(sub, source=source, since=parse_time(since), until=parse_time(until))
+    _print(report, "payload records", json_)
 
 
 @app.command("ground-truth")
 def ground_truth(
     ctx: typer.Context,
     subscription: str,
-    s3_uri: str,
+    source: str | None = typer.Argument(None, help="Where the ground truth is, e.g. an S3 URI."),
+    since: str | None = typer.Option(None, "--since", help="Only files from this time (ISO; naive is UTC)."),
+    until: str | None = typer.Option(None, "--until", help="Only files up to this time (ISO; naive is UTC)."),
     json_: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Read ground truth in SageMaker's merge format into the feedback table, linked by id."""
-    from openmart.capture.sagemaker import ingest_ground_truth
+    """Read ground truth kept on the platform into the feedback table, linked to payload records
+    by scoring id (again: adds nothing)."""
+    from openmart.api import parse_time
+    from openmart.capture import ingest_ground_truth
 
     sub = state(ctx).mart.subscriptions.get(subscription)
-    _print(ingest_ground_truth(sub, s3_uri), "feedback records", json_)
+    report = ingest_ground_truth(sub, source, since=parse_time(since), until=parse_time(until))
+    _print(report, "feedback records", json_)
 
 
 @app.command()
