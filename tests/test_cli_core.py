@@ -73,8 +73,10 @@ def test_subscribe_log_and_read(cli, files) -> None:
 def test_bad_file_is_refused_whole_with_one_line(cli, files) -> None:
     cli("subscribe", "add", "credit", "--reference", str(files["ref"]), "--label", "label", "--problem", "binary")
     r = cli("payload", "log", "credit", str(files["bad"]), ok=False)
-    assert r.exit_code == 1
-    assert r.stderr.strip().splitlines() == ["error: payload record 42, column 'income': not a number (value 'n/a')"]
+    assert r.exit_code == 2  # bad input
+    assert r.stderr.strip().splitlines() == [
+        f"error: {files['bad']}: line 44: payload record 42, column 'income': not a number (value 'n/a')"
+    ]
     assert "Traceback" not in r.stdout + r.stderr
     rows = json.loads(cli("records", "credit", "--json", "--limit", "10").stdout)
     assert rows == []
@@ -86,11 +88,11 @@ def test_errors_exit_non_zero(cli, files) -> None:
     r = cli("bind", "add", "x", "--provider", "nope", ok=False)
     assert r.exit_code == 1 and "no provider of kind 'nope' is installed" in r.stderr
     r = cli("payload", "log", "credit", "/nonexistent.csv", ok=False)
-    assert r.exit_code == 1
+    assert r.exit_code == 2 and "/nonexistent.csv: no such file" in r.stderr
     r = cli(
         "subscribe", "add", "s", "--reference", str(files["ref"]), "--label", "nolabel", "--problem", "binary", ok=False
     )
-    assert r.exit_code == 1 and "label column 'nolabel'" in r.stderr
+    assert r.exit_code == 2 and "label column 'nolabel'" in r.stderr
 
 
 def test_remove(cli, files) -> None:

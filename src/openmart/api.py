@@ -22,7 +22,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from openmart import secrets
+from openmart import arguments, secrets
 from openmart.config import Settings
 from openmart.context import SubscriptionContext
 from openmart.errors import RecordsRefused, ValidationError
@@ -452,8 +452,8 @@ def _number(value: Any) -> int | float:
     return int(f) if f.is_integer() else f
 
 
-def parse_time(value: datetime | str | None) -> datetime | None:
-    return pd.Timestamp(value).to_pydatetime() if isinstance(value, str) else value
+def parse_time(value: datetime | str | None, name: str = "since/until") -> datetime | None:
+    return arguments.timestamp(value, name)  # ValidationError naming the argument, not a pandas traceback
 
 
 class RecordStore:
@@ -506,8 +506,8 @@ class RecordStore:
                 conn,
                 self._sub.record,
                 self.kind,
-                since=parse_time(since),
-                until=parse_time(until),
+                since=parse_time(since, "since"),
+                until=parse_time(until, "until"),
                 limit=limit,
                 columns=columns,
                 newest_first=newest_first,

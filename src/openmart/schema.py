@@ -173,7 +173,20 @@ def infer_schema(
     in ``categorical``. Integer columns with few distinct values stay numeric unless named:
     guessing there would silently change which drift test runs.
     """
-    problem = ProblemType(problem_type)
+    try:
+        problem = ProblemType(problem_type)
+    except (ValueError, TypeError):
+        raise ValidationError(f"problem_type must be one of {', '.join(ProblemType)} (got {problem_type!r})") from None
+    if not isinstance(reference, pd.DataFrame):
+        raise ValidationError(f"reference must be a DataFrame of records (got a {type(reference).__name__})")
+    for arg, given in (("categorical", categorical), ("numeric", numeric), ("meta", meta), ("features", features)):
+        if isinstance(given, str | bytes) or (given is not None and not isinstance(given, Iterable)):
+            raise ValidationError(f"{arg} must be a list of column names (got {given!r})")
+    if not isinstance(label, str) or not label:
+        raise ValidationError(f"label must be a column name (got {label!r})")
+    dup = reference.columns[reference.columns.duplicated()]
+    if len(dup):
+        raise ValidationError(f"reference data: column {dup[0]!r} appears twice", column=str(dup[0]))
     if label not in reference.columns:
         raise ValidationError(
             f"label column {label!r} is not in the reference data (columns: {list(reference.columns)[:20]})",

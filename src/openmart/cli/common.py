@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import click
 import pandas as pd
 import typer
 from rich.console import Console
@@ -19,11 +20,11 @@ from rich.table import Table
 from openmart import secrets
 from openmart.api import Mart, connect
 from openmart.errors import ConfigError, OpenmartError, ValidationError
+from openmart.inputs import CHUNK_ROWS, RecordFile
 
 # colours only on a terminal; rich checks isatty itself, NO_COLOR is honoured too
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
-CHUNK_ROWS = 100_000
 
 
 @dataclass
@@ -54,17 +55,37 @@ def state(ctx: typer.Context) -> CliContext:
 
 
 class OpenmartGroup(typer.core.TyperGroup):
-    """Turns openmart's own errors into one-line messages and a non-zero exit, no traceback."""
+    """Turns openmart's own errors into one-line messages and a non-zero exit, no traceback:
+    2 for input the user must change (a bad option, file, record or setting), 1 for the rest."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:  # the root's own options
+            usage_error(exc)
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except ConfigError as exc:  # a setting the user must change (e.g. an unusable data directory)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:  # a sub-command's options and arguments, parsed here
+            usage_error(exc)
+        except (ConfigError, ValidationError) as exc:  # a setting or an input the user must change
             fail(str(exc), code=2)
         except OpenmartError as exc:
             fail(str(exc))
         except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
             fail(f"{exc.strerror}: {exc.filename}")
+
+
+def usage_error(exc: click.UsageError) -> None:
+    """Click's usage error (a bad option value, a missing argument) as one line, exit 2."""
+    where = exc.ctx.command_path if exc.ctx is not None else "openmart"
+    message = " ".join(exc.format_message().split())
+    fail(f"{message} (see '{where} --help')", code=2)
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -101,57 +122,42 @@ def split_list(value: str | None) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else []
 
 
-def _format(path: Path) -> str:
-    suffixes = "".join(path.suffixes).lower()
-    if suffixes.endswith((".parquet", ".pq")):
-        return "parquet"
-    if suffixes.endswith((".jsonl", ".ndjson", ".json")):
-        return "jsonl"
-    if suffixes.endswith((".csv", ".csv.gz", ".tsv")):
-        return "csv"
-    raise ValidationError(f"{path}: unknown file type (use .csv, .parquet or .jsonl)")
+# -- input files (openmart.inputs reads them; these are the options every reading command shares) ------
+
+ENCODING_HELP = "The file's text encoding when it is neither UTF-8 nor UTF-16/32 with a byte-order mark (e.g. latin-1)."
+EXTRA_HELP = "Drop columns the subscription does not take (default: refused by name)."
+SHORT_HELP = "Read CSV rows with fewer fields than the header (and JSON records lacking keys) as empty (NULL)."
 
 
-def read_file(path: Path) -> pd.DataFrame:
-    """A whole (reference) file."""
-    return pd.concat(list(iter_file(path)), ignore_index=True)
+def open_input(path: Path, encoding: str | None = None, *, allow_short_rows: bool = False) -> RecordFile:
+    return RecordFile(path, encoding=encoding, allow_short_rows=allow_short_rows)
 
 
-def iter_file(path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
-    """A CSV, Parquet or JSON-lines file in chunks, so large files stream with bounded memory."""
-    if not path.exists():
-        raise ValidationError(f"{path}: no such file")
-    kind = _format(path)
-    if kind == "csv":
-        # only empty cells are missing: text such as "n/a" in a numeric column must be reported, not guessed
-        yield from pd.read_csv(
-            path,
-            chunksize=chunk_rows,
-            sep="\t" if path.suffix == ".tsv" else ",",
-            keep_default_na=False,
-            na_values=[""],
+def note_dropped(source: RecordFile) -> None:
+    if source.dropped:
+        err.print(
+            f"note: {source.path}: dropped columns the subscription does not take: {source.dropped}",
+            highlight=False,
+            markup=False,
         )
-    elif kind == "parquet":
-        import pyarrow.parquet as pq
 
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
-            yield batch.to_pandas()
-    else:
-        try:
-            yield from pd.read_json(path, lines=True, chunksize=chunk_rows)
-        except ValueError as exc:
-            raise ValidationError(f"{path}: not JSON lines ({exc})") from exc
+
+def read_file(path: Path, encoding: str | None = None, *, allow_short_rows: bool = False) -> pd.DataFrame:
+    """A whole (reference) file; an unreadable one is one InputError line."""
+    source = open_input(path, encoding, allow_short_rows=allow_short_rows)
+    with source.located():
+        return source.read()
+
+
+def iter_file(
+    path: Path, chunk_rows: int = CHUNK_ROWS, encoding: str | None = None, *, allow_short_rows: bool = False
+) -> Iterator[pd.DataFrame]:
+    """A CSV, Parquet or JSON(-lines) file in chunks, so large files stream with bounded memory."""
+    yield from open_input(path, encoding, allow_short_rows=allow_short_rows).chunks(chunk_rows)
 
 
 def count_rows(path: Path) -> int | None:
-    kind = _format(path)
-    if kind == "parquet":
-        import pyarrow.parquet as pq
-
-        return pq.ParquetFile(path).metadata.num_rows
-    with path.open("rb") as fh:
-        lines = sum(buf.count(b"\n") for buf in iter(lambda: fh.read(1 << 20), b""))
-    return max(lines - (1 if kind == "csv" else 0), 0)
+    return RecordFile(path).count()
 
 
 def progress_bar(description: str, total: int | None) -> Progress:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from openmart import arguments
 from openmart.cli.common import emit_json, emit_table, err, fail, out, progress_bar, state
 
 
@@ -24,9 +25,11 @@ def explain(
     from openmart.explain.service import background, reference_stats
     from openmart.explain.service import explain as run
 
-    sub = state(ctx).mart.subscriptions.get(subscription)
+    method = arguments.choice(method, "--method", ("shap", "lime"))
+    last = arguments.optional_integer(last, "--last", minimum=1)
     if (scoring_id is None) == (last is None):
-        fail("give a SCORING_ID or --last N")
+        fail("give a SCORING_ID or --last N", code=2)
+    sub = state(ctx).mart.subscriptions.get(subscription)
     if scoring_id is not None:
         result = run(sub, scoring_id, method=method, refresh=refresh)
         if json_:

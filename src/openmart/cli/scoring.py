@@ -8,7 +8,20 @@ from pathlib import Path
 
 import typer
 
-from openmart.cli.common import emit_json, emit_table, err, out, read_file, state
+from openmart import arguments
+from openmart.cli.common import (
+    ENCODING_HELP,
+    EXTRA_HELP,
+    SHORT_HELP,
+    emit_json,
+    emit_table,
+    err,
+    note_dropped,
+    open_input,
+    out,
+    state,
+)
+from openmart.errors import ValidationError
 
 
 def deployments(
@@ -42,6 +55,9 @@ def score(
     subscription: str,
     file: Path = typer.Argument(..., help="CSV, Parquet or JSONL."),
     json_: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    encoding: str | None = typer.Option(None, "--encoding", help=ENCODING_HELP),
+    allow_extra_columns: bool = typer.Option(False, "--allow-extra-columns", help=EXTRA_HELP),
+    allow_short_rows: bool = typer.Option(False, "--allow-short-rows", help=SHORT_HELP),
 ) -> None:
     """Score a file's records through the subscription's binding and log them.
 
@@ -51,10 +67,16 @@ def score(
     """
     from openmart.errors import RecordsRefused
 
+    source = open_input(file, encoding, allow_short_rows=allow_short_rows)
     sub = state(ctx).mart.subscriptions.get(subscription)
+    s = sub.schema
+    accepted = [c.name for c in s.input_columns] + ["scoring_id", "scoring_timestamp", "asset_revision"]
+    with source.located():
+        records = source.read(accepted, allow_extra_columns=allow_extra_columns)
+    note_dropped(source)
     refused: list[dict[str, str]] = []
     try:
-        scored = sub.score(read_file(file), wait=True)
+        scored = sub.score(records, wait=True)
     except RecordsRefused as exc:
         scored, refused = exc.scored, exc.refused  # type: ignore[assignment]
         scored.attrs["openmart"] = exc.counts
@@ -85,7 +107,7 @@ def score(
 def proxy(
     ctx: typer.Context,
     subscription: str,
-    port: int = typer.Option(8080, "--port", "-p", help="Port to listen on."),
+    port: int = typer.Option(8080, "--port", "-p", help="Port to listen on (1-65535)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     timeout: float = typer.Option(60.0, "--timeout", min=0.001, help="Seconds to wait for the deployment (504 after)."),
     durable: bool = typer.Option(
@@ -108,6 +130,10 @@ def proxy(
     """
     from openmart.scoring.proxy import serve
 
+    port = arguments.port(port, "--port")
+    timeout = arguments.number(timeout, "--timeout", minimum=0, exclusive_minimum=True)
+    if not host.strip():
+        raise ValidationError(f"--host must be an address to listen on, e.g. 127.0.0.1 (got {host!r})")
     sub = state(ctx).mart.subscriptions.get(subscription)
     err.print(f"capture proxy for {subscription!r} on http://{host}:{port} -> {sub.deployment_id}")
     serve(sub, host, port, timeout=timeout, durable=durable, refuse_when_degraded=refuse_when_degraded)

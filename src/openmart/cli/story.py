@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from openmart import arguments
 from openmart.cli.common import emit_json, emit_table, out, progress_bar, state
 
 
@@ -23,6 +24,7 @@ def quickstart(
     """
     from openmart import quickstart as story
 
+    records = arguments.integer(records, "--records", minimum=100, maximum=1_000_000)
     mart = state(ctx).mart
     with progress_bar("quickstart", None) as bar:
         task = bar.add_task("starting", total=None)

@@ -6,7 +6,18 @@ from pathlib import Path
 
 import typer
 
-from openmart.cli.common import OpenmartGroup, emit_json, emit_table, err, out, read_file, split_list, state
+from openmart.cli.common import (
+    ENCODING_HELP,
+    SHORT_HELP,
+    OpenmartGroup,
+    emit_json,
+    emit_table,
+    err,
+    open_input,
+    out,
+    split_list,
+    state,
+)
 from openmart.monitors.config import number_or_text
 from openmart.schema import ProblemType
 
@@ -43,28 +54,33 @@ def add(
     probability: str = typer.Option("probability", "--probability", help="The probability column."),
     class_labels: str | None = typer.Option(None, "--class-labels", help="Comma-separated class labels, in order."),
     asset_revision: str | None = typer.Option(None, "--revision", help="The model version."),
+    encoding: str | None = typer.Option(None, "--encoding", help=ENCODING_HELP),
+    allow_short_rows: bool = typer.Option(False, "--allow-short-rows", help=SHORT_HELP),
     json_: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Subscribe a deployment; its schema is inferred from the reference data."""
-    frame = read_file(reference)
+    source = open_input(reference, encoding, allow_short_rows=allow_short_rows)
+    with source.located():
+        frame = source.read()
     labels = None
     if class_labels:
         labels = [number_or_text(v) for v in split_list(class_labels)]
-    sub = state(ctx).mart.subscriptions.add(
-        name,
-        reference=frame,
-        label=label,
-        problem_type=problem,
-        binding=binding,
-        deployment=deployment,
-        categorical=split_list(categorical),
-        numeric=split_list(numeric),
-        meta=split_list(meta),
-        prediction=prediction,
-        probability=probability,
-        class_labels=labels,
-        asset_revision=asset_revision,
-    )
+    with source.located():  # a refused reference record is named by its line in the file
+        sub = state(ctx).mart.subscriptions.add(
+            name,
+            reference=frame,
+            label=label,
+            problem_type=problem,
+            binding=binding,
+            deployment=deployment,
+            categorical=split_list(categorical),
+            numeric=split_list(numeric),
+            meta=split_list(meta),
+            prediction=prediction,
+            probability=probability,
+            class_labels=labels,
+            asset_revision=asset_revision,
+        )
     if json_:
         emit_json(sub.to_dict())
     else:

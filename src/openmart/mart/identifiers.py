@@ -38,9 +38,25 @@ def validate_column(name: object, what: str = "column") -> str:
         raise IdentifierError(f"invalid {what} name {name!r}: must be non-empty text", column=str(name), value=name)
     if "\x00" in name:
         raise IdentifierError(f"invalid {what} name {name!r}: NUL characters are not allowed", column=name, value=name)
+    if "%" in name:
+        # psycopg2 reads % in a statement with parameters as a placeholder: the mart's own queries
+        # would break on such a column, so it is refused where it enters (subscribe)
+        raise IdentifierError(
+            f"invalid {what} name {name!r}: '%' cannot be used in a column name (the PostgreSQL driver reads it "
+            "as a parameter marker); rename the column",
+            column=name,
+            value=name,
+        )
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        raise IdentifierError(
+            f"invalid {what} name {name!r}: not valid Unicode text (a lone surrogate)", column=name, value=name
+        ) from None
     if len(name.encode()) > _PG_MAX_IDENT_BYTES:
         raise IdentifierError(
-            f"{what} name {name!r} is longer than PostgreSQL's 63-byte identifier limit",
+            f"{what} name {name!r} is {len(name.encode())} bytes, longer than PostgreSQL's 63-byte identifier limit "
+            "(it would be cut short); rename the column",
             column=name,
             value=name,
         )

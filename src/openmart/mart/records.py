@@ -24,6 +24,7 @@ import psycopg2.errors
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from openmart import arguments
 from openmart.errors import ValidationError
 from openmart.mart import pgbinary
 from openmart.mart.identifiers import quote
@@ -84,49 +85,109 @@ def create_table_sql(kind: RecordKind, table: str, schema: SubscriptionSchema) -
 # -- input normalisation --------------------------------------------------------------------------
 
 
-def _openscale_frame(fields: Sequence[str], values: Sequence[Sequence[Any]], where: str) -> pd.DataFrame:
-    for i, row in enumerate(values):
-        if len(row) != len(fields):
-            raise ValidationError(f"{where}: record {i} has {len(row)} values for {len(fields)} fields", row=i)
-    return pd.DataFrame(list(values), columns=list(fields))
+def _openscale_frame(fields: Any, values: Any, where: str) -> pd.DataFrame:
+    """OpenScale's ``{"fields": [...], "values": [[...], ...]}``: every row as long as ``fields``,
+    each field named once."""
+    if isinstance(fields, str | bytes) or not isinstance(fields, Sequence):
+        raise ValidationError(f"{where}: 'fields' must be a list of column names (got {type(fields).__name__})")
+    if isinstance(values, str | bytes) or not isinstance(values, Sequence):
+        raise ValidationError(f"{where}: 'values' must be a list of rows (got {type(values).__name__})")
+    names = list(fields)
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise ValidationError(f"{where}: 'fields' holds {name!r}, not a column name")
+    dup = next((n for k, n in enumerate(names) if n in names[:k]), None)
+    if dup is not None:
+        raise ValidationError(f"{where}: field {dup!r} appears twice", column=dup)
+    rows = list(values)
+    for i, row in enumerate(rows):
+        if isinstance(row, str | bytes | Mapping) or not isinstance(row, Sequence):
+            raise ValidationError(f"{where}: record {i} is a {type(row).__name__}, not a list of values", row=i)
+        if len(row) != len(names):
+            which = "a short row" if len(row) < len(names) else "too many values"
+            raise ValidationError(
+                f"{where}: record {i} has {len(row)} values for {len(names)} fields ({which})",
+                row=i,
+                column=names[min(len(row), len(names) - 1)] if names else None,
+            )
+    return pd.DataFrame([list(r) for r in rows], columns=names) if rows else pd.DataFrame(columns=names)
 
 
-def to_frame(data: Any, schema: SubscriptionSchema) -> pd.DataFrame:
-    """Accept a DataFrame, a list of record dicts, or OpenScale's payload shape:
-    ``{"request": {"fields", "values", "meta"?}, "response": {"fields", "values"}, "scoring_id"?,
-    "response_time"?}`` (or a list of those)."""
+def _openscale_shape(data: Any) -> bool:
+    return (isinstance(data, Mapping) and "request" in data) or (
+        isinstance(data, Sequence)
+        and not isinstance(data, str | bytes)
+        and len(data) > 0
+        and isinstance(data[0], Mapping)
+        and "request" in data[0]
+    )
+
+
+def openscale_payload_frame(data: Any) -> pd.DataFrame:
+    """OpenScale payload records (one, or a list): ``{"request": {"fields", "values", "meta"?},
+    "response": {"fields", "values"}, "scoring_id"?, "response_time"?, "scoring_timestamp"?}``."""
+    records = [data] if isinstance(data, Mapping) else list(data)
+    return pd.concat([_openscale_record(d, i) for i, d in enumerate(records)], ignore_index=True)
+
+
+def to_frame(data: Any, schema: SubscriptionSchema | None = None) -> pd.DataFrame:
+    """Accept a DataFrame, a list of record dicts, OpenScale's ``{"fields", "values"}``, or
+    OpenScale's payload shape (see :func:`openscale_payload_frame`); anything else, or a
+    malformed one of these, is refused with a :class:`ValidationError` naming the record."""
     if isinstance(data, pd.DataFrame):
         return data
-    if isinstance(data, Mapping) and "request" in data:
-        data = [data]
-    if isinstance(data, Sequence) and data and isinstance(data[0], Mapping) and "request" in data[0]:
-        return pd.concat([_openscale_record(d, i) for i, d in enumerate(data)], ignore_index=True)
+    if _openscale_shape(data):
+        return openscale_payload_frame(data)
     if isinstance(data, Mapping) and "fields" in data and "values" in data:
         return _openscale_frame(data["fields"], data["values"], "records")
     if isinstance(data, Sequence) and not isinstance(data, str | bytes):
         if data and not all(isinstance(r, Mapping) for r in data):
             bad = next(i for i, r in enumerate(data) if not isinstance(r, Mapping))
             raise ValidationError(f"record {bad} is not an object of field values", row=bad)
-        return pd.DataFrame.from_records(list(data))
+        try:
+            return pd.DataFrame.from_records(list(data))
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(f"records cannot be read as a table ({exc})") from None
     raise ValidationError(
         f"cannot read records from a {type(data).__name__}: give a DataFrame, a list of "
         "records, or OpenScale's {'request': ..., 'response': ...}"
     )
 
 
-def _openscale_record(record: Mapping[str, Any], i: int) -> pd.DataFrame:
-    request, response = record["request"], record.get("response") or {}
-    frame = _openscale_frame(request["fields"], request["values"], f"payload {i} request")
-    meta = request.get("meta")
+def _part(record: Mapping[str, Any], key: str, where: str, *, required: bool) -> Mapping[str, Any] | None:
+    part = record.get(key)
+    if part is None or (not required and not part):
+        if required:
+            raise ValidationError(f"{where}: '{key}' is missing")
+        return None
+    if not isinstance(part, Mapping) or "fields" not in part or "values" not in part:
+        raise ValidationError(f"{where}: '{key}' must be an object with 'fields' and 'values'")
+    return part
+
+
+def _openscale_record(record: Any, i: int) -> pd.DataFrame:
+    where = f"payload {i}"
+    if not isinstance(record, Mapping):
+        raise ValidationError(f"{where} is a {type(record).__name__}, not an OpenScale payload record", row=i)
+    request = _part(record, "request", where, required=True)
+    assert request is not None
+    frame = _openscale_frame(request["fields"], request["values"], f"{where} request")
+    meta = _part(request, "meta", f"{where} request", required=False)
     if meta:
-        meta_frame = _openscale_frame(meta["fields"], meta["values"], f"payload {i} request.meta")
+        meta_frame = _openscale_frame(meta["fields"], meta["values"], f"{where} request.meta")
         if len(meta_frame) == 1 and len(frame) > 1:
             meta_frame = pd.concat([meta_frame] * len(frame), ignore_index=True)
+        if len(meta_frame) != len(frame):
+            raise ValidationError(f"{where}: request.meta has {len(meta_frame)} rows for {len(frame)} request rows")
+        clash = [c for c in meta_frame.columns if c in frame.columns]
+        if clash:
+            raise ValidationError(f"{where}: field {clash[0]!r} is in both request and request.meta", column=clash[0])
         frame = pd.concat([frame, meta_frame.set_axis(frame.index)], axis=1)
+    response = _part(record, "response", where, required=False)
     if response:
-        out = _openscale_frame(response["fields"], response["values"], f"payload {i} response")
+        out = _openscale_frame(response["fields"], response["values"], f"{where} response")
         if len(out) != len(frame):
-            raise ValidationError(f"payload {i}: response has {len(out)} rows for {len(frame)} request rows", row=i)
+            raise ValidationError(f"{where}: response has {len(out)} rows for {len(frame)} request rows", row=i)
         out = out.drop(columns=[c for c in out.columns if c in frame.columns])
         frame = pd.concat([frame, out.set_axis(frame.index)], axis=1)
     sid = record.get("scoring_id")
@@ -138,6 +199,18 @@ def _openscale_record(record: Mapping[str, Any], i: int) -> pd.DataFrame:
     if "scoring_timestamp" in record:
         frame["scoring_timestamp"] = record["scoring_timestamp"]
     return frame
+
+
+def accepted_columns(kind: RecordKind, schema: SubscriptionSchema) -> list[str]:
+    """The columns a record of this kind may carry: the schema's, and the kind's own."""
+    own = {
+        RecordKind.PAYLOAD: ["scoring_id", "scoring_timestamp", "asset_revision", "response_time"],
+        RecordKind.FEEDBACK: ["scoring_id", "recorded_at"],
+        RecordKind.REFERENCE: [],
+    }[kind]
+    label = [] if kind is RecordKind.PAYLOAD else [schema.label]  # a payload table has no label column
+    outputs = label + [schema.prediction] + ([schema.probability] if schema.probability else [])
+    return own + [c.name for c in schema.input_columns] + outputs
 
 
 # -- validation into Arrow columns ---------------------------------------------------------------
@@ -460,6 +533,11 @@ def select_sql(
     columns: Sequence[str] | None = None,
     newest_first: bool = False,
 ) -> tuple[str, dict[str, Any]]:
+    """The query reading a record table; the arguments are checked here, for every caller
+    (ValidationError naming the argument and its valid values)."""
+    since, until = arguments.time_window(since, until)
+    limit = arguments.optional_integer(limit, "limit", minimum=0)
+    columns = arguments.names(columns, "columns")
     cols = "*" if columns is None else ", ".join(quote(c) for c in columns)
     sql = f"SELECT {cols} FROM {quote(table)}"
     where, params = [], {}

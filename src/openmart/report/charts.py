@@ -13,7 +13,16 @@ matplotlib.use("Agg")  # no display: charts are files
 import matplotlib.pyplot as plt  # noqa: E402
 
 plt.rcParams.update(
-    {"figure.dpi": 96, "font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "none"}
+    {
+        "figure.dpi": 96,
+        "font.size": 9,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "svg.fonttype": "none",
+        # names and categories come from users' data: "$\\foo$" is text, not TeX for mathtext to parse
+        "text.parse_math": False,
+        "text.usetex": False,
+    }
 )
 OK, BAD, REF, CUR = "#2b7a78", "#c0392b", "#7f8c8d", "#2980b9"
 
