@@ -40,6 +40,8 @@ from openmart.schema import ProblemType, SubscriptionSchema, infer_schema
 
 if TYPE_CHECKING:
     from openmart.evaluation.results import EvaluationResult
+    from openmart.mart.alerts import AlertRecord
+    from openmart.mart.evaluations import EvaluationRecord
     from openmart.providers.base import Provider
     from openmart.scoring.capture import PayloadCapture
 
@@ -99,14 +101,28 @@ class Mart:
         Writing goes through the API."""
         return run_read_only(self.engine, query, dict(params or {}))
 
-    def alerts(self, *, status: str | None = "open") -> pd.DataFrame:
-        q = sa.select(models.Alert, models.Subscription.name.label("subscription")).join(
-            models.Subscription, models.Subscription.id == models.Alert.subscription_id
-        )
-        if status:
-            q = q.where(models.Alert.status == status)
+    def alerts(self, *, status: str | None = "open", subscription: str | None = None) -> pd.DataFrame:
+        """Alerts (breached thresholds), oldest first: ``status`` open (the default),
+        acknowledged, resolved, or None/"all" for every one; ``subscription``: only its own."""
+        from openmart.mart import alerts
+
         with self.engine.connect() as conn:
-            return pd.read_sql_query(q.order_by(models.Alert.id), conn)
+            return alerts.frame(conn, status=status, subscription=subscription)
+
+    def acknowledge_alert(self, alert_id: int, *, by: str | None = None, note: str | None = None) -> AlertRecord:
+        """open -> acknowledged: someone is on it (a repeated breach keeps updating it)."""
+        from openmart.mart import alerts
+
+        with self.engine.begin() as conn:
+            return alerts.acknowledge(conn, alert_id, by=by, note=note)
+
+    def resolve_alert(self, alert_id: int, *, by: str | None = None, note: str | None = None) -> AlertRecord:
+        """open or acknowledged -> resolved (the same breach again opens a new alert). A later
+        evaluation in which the measurement passes resolves an alert by itself."""
+        from openmart.mart import alerts
+
+        with self.engine.begin() as conn:
+            return alerts.resolve(conn, alert_id, by=by, note=note)
 
 
 # -- bindings ------------------------------------------------------------------------------------
@@ -420,11 +436,32 @@ class Subscription:
         until: datetime | str | None = None,
         last: int | None = None,
         kinds: Iterable[str] | None = None,
+        wait: bool = True,
+        progress: Callable[[str], None] | None = None,
     ) -> EvaluationResult:
-        """Run the enabled monitors over the window; stores and returns the measurements."""
+        """Run the enabled monitors over the window; stores and returns the measurements and
+        alerts — all of them, or (anything failed) none: the evaluation is recorded failed and
+        EvaluationFailed raised. While another evaluation of this subscription runs, wait for
+        it (``wait=False``: raise EvaluationBusy)."""
         from openmart.evaluation.runner import evaluate
 
-        return evaluate(self, since=parse_time(since), until=parse_time(until), last=last, kinds=kinds)
+        return evaluate(
+            self.context,
+            since=parse_time(since),
+            until=parse_time(until),
+            last=last,
+            kinds=kinds,
+            progress=progress,
+            flush=self.flush,
+            wait=wait,
+        )
+
+    def evaluations(self, *, status: str | None = None, limit: int | None = None) -> list[EvaluationRecord]:
+        """This subscription's evaluations, newest first (those whose process died are marked
+        abandoned first)."""
+        from openmart.evaluation.runner import evaluations_of
+
+        return evaluations_of(self.context, status=status, limit=limit)
 
     def measurements(self, *, metric: str | None = None, monitor: str | None = None) -> pd.DataFrame:
         """The history of measurements, oldest first."""

@@ -112,5 +112,19 @@ class MonitorError(OpenmartError):
     """A monitor is misconfigured or cannot run."""
 
 
+class EvaluationFailed(OpenmartError):
+    """An evaluation failed and was recorded so (``evaluations.status = 'failed'``, with the
+    error); nothing of its results was stored. ``__cause__`` is the original exception."""
+
+    def __init__(self, message: str, *, evaluation_id: int | None = None, error_type: str | None = None) -> None:
+        super().__init__(message)
+        self.evaluation_id = evaluation_id
+        self.error_type = error_type
+
+
+class EvaluationBusy(OpenmartError):
+    """Another evaluation of the same subscription is running (and the caller chose not to wait)."""
+
+
 class ExplanationError(OpenmartError):
     """An explanation could not be computed."""

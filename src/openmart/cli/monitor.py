@@ -1,4 +1,4 @@
-"""`openmart monitor`, `openmart evaluate`, `openmart measurements`, `openmart alerts`."""
+"""`openmart monitor`, `openmart evaluate`, `openmart evaluations`, `openmart measurements`, `openmart alerts`."""
 
 from __future__ import annotations
 
@@ -133,28 +133,31 @@ def evaluate(
     since: str | None = typer.Option(None, "--since", help="Window start (ISO time)."),
     until: str | None = typer.Option(None, "--until", help="Window end (ISO time, exclusive)."),
     last: int | None = typer.Option(None, "--last", help="Only the newest N records."),
+    no_wait: bool = typer.Option(
+        False,
+        "--no-wait",
+        help="Refuse (exit 1) while another evaluation of the subscription runs, instead of waiting.",
+    ),
     json_: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Run the subscription's enabled monitors over a window; store measurements and alerts.
+    """Run the subscription's enabled monitors over a window; store measurements and alerts
+    (all of them, or when anything fails none: the evaluation is recorded failed, exit 1).
 
     Example: openmart evaluate credit --last 1000 --json
     """
-    from openmart.evaluation.runner import evaluate as run
-
     sub = state(ctx).mart.subscriptions.get(subscription)
-    from openmart.api import parse_time
-
     kinds = [c.kind for c in sub.monitors.configs() if c.enabled]
     if not kinds:
         fail(f"subscription {subscription!r} has no enabled monitor: `openmart monitor enable` one first")
     with progress_bar("evaluating", len(kinds)) as bar:
         task = bar.add_task("evaluating", total=len(kinds))
 
-        def step(kind: str) -> None:
-            bar.update(task, description=f"evaluating {kind}")
+        def step(what: str) -> None:
+            # a monitor's kind as it starts, or a sentence (waiting for another evaluation, scoring feedback)
+            bar.update(task, description=what if " " in what else f"evaluating {what}")
             bar.advance(task, 0)
 
-        result = run(sub, since=parse_time(since), until=parse_time(until), last=last, progress=step)
+        result = sub.evaluate(since=since, until=until, last=last, progress=step, wait=not no_wait)
         bar.update(task, completed=len(kinds), description="evaluated")
     if json_:
         emit_json(result.to_dict())
@@ -205,18 +208,111 @@ def measurements(
         emit_table(rows, cols)
 
 
-def alerts(
+def evaluations(
     ctx: typer.Context,
-    subscription: str | None = typer.Option(None, "--subscription", "-s"),
+    subscription: str,
+    status: str | None = typer.Option(None, "--status", help="running, finished, failed or abandoned."),
+    limit: int = typer.Option(20, "--limit", help="The newest N."),
     json_: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Open alerts (breached thresholds), oldest first."""
-    frame = state(ctx).mart.alerts()
-    if subscription:
-        frame = frame[frame["subscription"] == subscription]
-    cols = ["id", "subscription", "evaluation_id", "monitor", "metric", "message", "status", "created_at"]
-    rows = json.loads(frame.loc[:, cols].to_json(orient="records", date_format="iso")) if len(frame) else []
+    """A subscription's evaluations, newest first, with why one failed or was abandoned (an
+    evaluation whose process died is marked abandoned here)."""
+    rows = [
+        e.to_dict() for e in state(ctx).mart.subscriptions.get(subscription).evaluations(status=status, limit=limit)
+    ]
+    if json_:
+        emit_json(rows)
+        return
+    emit_table(
+        [{**r, "error": f"{r['error_type']}: {r['error_message']}" if r["error_type"] else None} for r in rows],
+        ["id", "status", "started_at", "finished_at", "records", "scored_feedback", "runner", "error"],
+    )
+
+
+alerts_app = typer.Typer(
+    cls=OpenmartGroup,
+    invoke_without_command=True,
+    help="""Alerts: breached thresholds, open -> acknowledged -> resolved.
+
+A later evaluation in which the measurement passes resolves its alert; while an alert is not
+resolved, the same breach updates it (occurrences, latest evaluation) instead of opening another.
+
+Examples:
+
+  openmart alerts                                  # open alerts
+
+  openmart alerts --status all --subscription credit --json
+
+  openmart alerts ack 12 --by ana --note "retraining"
+
+  openmart alerts resolve 12
+""",
+)
+
+_ALERT_COLUMNS = [
+    "id",
+    "subscription",
+    "status",
+    "monitor",
+    "metric",
+    "feature",
+    "group",
+    "message",
+    "occurrences",
+    "evaluation_id",
+    "last_evaluation_id",
+    "created_at",
+    "last_seen_at",
+    "acknowledged_by",
+    "resolved_by",
+    "note",
+]
+
+
+@alerts_app.callback()
+def alerts(
+    ctx: typer.Context,
+    status: str = typer.Option("open", "--status", help="open, acknowledged, resolved or all."),
+    subscription: str | None = typer.Option(None, "--subscription", "-s", help="Only this subscription's."),
+    json_: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Alerts (open ones unless --status says otherwise), oldest first."""
+    if ctx.invoked_subcommand is not None:
+        return
+    frame = state(ctx).mart.alerts(status=status, subscription=subscription)
+    rows = json.loads(frame.loc[:, _ALERT_COLUMNS].to_json(orient="records", date_format="iso")) if len(frame) else []
     if json_:
         emit_json(rows)
     else:
-        emit_table(rows, cols)
+        emit_table(rows, ["id", "subscription", "status", "message", "occurrences", "created_at", "last_seen_at"])
+
+
+def _alert_out(alert: Any, json_: bool, verb: str) -> None:
+    if json_:
+        emit_json(alert.to_dict())
+    else:
+        out.print(f"alert {alert.id} {verb}: {alert.message}", highlight=False)
+
+
+@alerts_app.command("ack")
+def alerts_ack(
+    ctx: typer.Context,
+    alert_id: int = typer.Argument(..., metavar="ID", help="The alert's id (openmart alerts)."),
+    by: str | None = typer.Option(None, "--by", help="Who acknowledges it."),
+    note: str | None = typer.Option(None, "--note", help="A note kept with the alert."),
+    json_: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Acknowledge an open alert: someone is on it."""
+    _alert_out(state(ctx).mart.acknowledge_alert(alert_id, by=by, note=note), json_, "acknowledged")
+
+
+@alerts_app.command("resolve")
+def alerts_resolve(
+    ctx: typer.Context,
+    alert_id: int = typer.Argument(..., metavar="ID", help="The alert's id (openmart alerts)."),
+    by: str | None = typer.Option(None, "--by", help="Who resolves it."),
+    note: str | None = typer.Option(None, "--note", help="A note kept with the alert."),
+    json_: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Resolve an open or acknowledged alert (the same breach again opens a new one)."""
+    _alert_out(state(ctx).mart.resolve_alert(alert_id, by=by, note=note), json_, "resolved")

@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from openmart.mart.alerts import AlertChanges
+
 
 def _clean(value: float | None) -> float | None:
     if value is None:
@@ -78,11 +80,20 @@ class MonitorOutcome:
 
 @dataclass
 class EvaluationResult:
+    """A finished evaluation (a failed one raises ``EvaluationFailed`` instead)."""
+
     evaluation_id: int
     subscription: str
     window: dict[str, Any]
     outcomes: list[MonitorOutcome]
     elapsed_s: float = 0.0
+    #: payload records in the window
+    records: int | None = None
+    #: feedback records scored through the binding by this evaluation
+    scored_feedback: int = 0
+    #: alerts this evaluation opened, updated (breached again) and resolved (passed)
+    alerts: AlertChanges = field(default_factory=AlertChanges)
+    status: str = "finished"
 
     @property
     def measurements(self) -> list[Measurement]:
@@ -97,7 +108,15 @@ class EvaluationResult:
             "evaluation_id": self.evaluation_id,
             "subscription": self.subscription,
             "window": self.window,
+            "status": self.status,
             "elapsed_s": round(self.elapsed_s, 3),
+            "records": self.records,
+            "scored_feedback": self.scored_feedback,
+            "alerts": {
+                "opened": list(self.alerts.opened),
+                "updated": list(self.alerts.updated),
+                "resolved": list(self.alerts.resolved),
+            },
             "monitors": {o.kind: o.summary() for o in self.outcomes},
             "measurements": [m.to_dict() for m in self.measurements],
         }

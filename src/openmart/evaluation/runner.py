@@ -1,113 +1,481 @@
-"""Runs a subscription's enabled monitors over a window, stores the evaluation, its
-measurements and an alert per breach, and returns the result."""
+"""Runs a subscription's enabled monitors over a window and stores what they found: the only
+place an evaluation has side effects.
+
+One evaluation, one transaction
+    The evaluation's row is written first, ``running``, in a transaction of its own (so it can be
+    seen while it runs). Everything it produces — the feedback it scored, its measurements, the
+    alerts it opens, updates or resolves, and its final status ``finished`` — is written in ONE
+    transaction at the end: all of it, or none. Any exception (openmart's own or not, raised by a
+    monitor or by the runner, a ``KeyboardInterrupt`` too) rolls that transaction back and
+    records the evaluation ``failed`` with the exception's type and message; the caller then gets
+    :class:`~openmart.errors.EvaluationFailed` (its ``__cause__`` is the original). A monitor
+    that fails fails the evaluation: the other monitors' measurements are not stored either (a
+    measurement of a finished evaluation is one the whole evaluation stands behind).
+
+Serialised per subscription, by an advisory lock
+    An evaluation holds a session-level PostgreSQL advisory lock, one per subscription, on a
+    connection of its own for its whole life. A second evaluation of the same subscription waits
+    for it (reporting ``waiting for evaluation N ...`` through ``progress``) or, with
+    ``wait=False``, is refused at once with :class:`~openmart.errors.EvaluationBusy`. So feedback
+    is scored once: the second evaluation starts after the first committed its predictions.
+
+    Why a lock and not a lease with a heartbeat: the lock belongs to the database session, so it
+    vanishes the moment the process dies (SIGKILL, OOM, a lost machine: the server closes the
+    session when the socket does), with no clock, no lease length to tune against the longest
+    monitor, and no heartbeat thread that could stall while the evaluation is fine. What it costs:
+    a session-level lock needs a session (a pooler in transaction mode, e.g. PgBouncer, would
+    break it), and a network partition without a FIN keeps the lock until TCP keepalive gives up.
+
+    An evaluation still ``running`` whose lock is free has lost its process: it is marked
+    ``abandoned``. Whoever takes the lock next does that sweep (the next evaluation of the
+    subscription), and so does listing the evaluations (:func:`evaluations`, ``openmart
+    evaluations SUB``), which takes the lock only if it is free and only for the sweep. The
+    results are written on the lock's own connection, after checking the row is still
+    ``running``: an evaluation that lost its connection (``pg_terminate_backend``) cannot commit
+    anything, and a swept one cannot come back to life.
+
+Feedback scored inside the evaluation
+    Feedback with neither a payload twin nor a prediction is scored through the binding, in
+    batches (one scoring call per batch), when a monitor that reads labelled records (quality,
+    fairness) is evaluated and the subscription has a binding and a deployment. The answers are
+    stored with one bulk UPDATE (:mod:`openmart.mart.feedback`) in the evaluation's transaction,
+    so they commit with its results or not at all: a failed evaluation leaves the feedback
+    unscored, and the next evaluation scores it (and pays for those calls) again.
+
+    Monitors read on connections of their own, two at a time; uncommitted predictions would be
+    invisible to them. So when this evaluation scored feedback, its monitors run one after the
+    other ON the evaluation's connection, inside its transaction (each in a savepoint), and see
+    the fresh predictions; the usual case — nothing to score — keeps its monitors in parallel on
+    their own connections and opens the results' transaction only at the end. Scoring dominates
+    an evaluation that scores, so running its monitors one by one costs little.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Any
 
-import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
-from openmart.errors import OpenmartError
-from openmart.evaluation.results import EvaluationResult, MonitorOutcome
+from openmart.context import SubscriptionContext
+from openmart.errors import EvaluationBusy, EvaluationFailed, ValidationError
+from openmart.evaluation.results import EvaluationResult, Measurement, MonitorOutcome
 from openmart.evaluation.window import Window
-from openmart.mart import models
+from openmart.mart import alerts, evaluations
+from openmart.mart import feedback as feedback_table
+from openmart.mart.alerts import AlertChanges, AlertKey, Breach
+from openmart.mart.evaluations import EvaluationRecord
 from openmart.monitors import registry
 from openmart.monitors.config import MonitorConfig
 
-if TYPE_CHECKING:
-    from openmart.api import Subscription
-
 log = logging.getLogger(__name__)
+
+#: monitors that read labelled records: feedback is scored before they run
+LABELLED_KINDS = frozenset({"quality", "fairness"})
+#: records per scoring call when feedback is scored
+SCORING_BATCH = 1_000
+
+Progress = Callable[[str], None]
 
 
 def evaluate(
-    sub: Subscription,
+    ctx: SubscriptionContext,
     *,
     since: datetime | None = None,
     until: datetime | None = None,
     last: int | None = None,
     kinds: Iterable[str] | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
     workers: int = 2,
+    flush: Callable[[], object] | None = None,
+    wait: bool = True,
 ) -> EvaluationResult:
-    sub.flush()  # records captured in the background belong in the window
+    """Evaluate the subscription's enabled monitors (``kinds``: only these) over the window.
+
+    ``flush`` is called first (records captured in the background belong in the window);
+    ``progress`` hears each monitor's kind as it starts, and a line when the evaluation waits
+    for another one of the same subscription (``wait=False``: refuse instead)."""
+    if flush is not None:
+        flush()
     window = Window(since=since, until=until, last=last)
-    configs = [c for c in sub.monitors.configs() if c.enabled and (kinds is None or c.kind in set(kinds))]
-    engine = sub.mart.engine
+    wanted = None if kinds is None else {str(k) for k in kinds}
+    configs = [c for c in _configs(ctx) if c.enabled and (wanted is None or str(c.kind) in wanted)]
+    with ctx.engine.connect() as lock_conn:
+        key = evaluations.lock_key(lock_conn, ctx.id)
+        lock_conn.commit()
+        _take_lock(ctx, lock_conn, key, wait=wait, progress=progress)
+        try:
+            with lock_conn.begin():
+                swept = evaluations.sweep_abandoned(lock_conn, ctx.id)
+                evaluation_id = evaluations.start(lock_conn, ctx.id, window_start=since, window_end=until)
+            if swept:
+                log.warning("subscription %r: evaluations %s were abandoned by their process", ctx.name, swept)
+            return _run(ctx, lock_conn, evaluation_id, window, configs, progress, workers)
+        finally:
+            _release(lock_conn, key)
+
+
+def evaluations_of(
+    ctx: SubscriptionContext, *, status: str | None = None, limit: int | None = None
+) -> list[EvaluationRecord]:
+    """The subscription's evaluations, newest first — after marking abandoned the ones whose
+    process died (when no evaluation of it runs now)."""
+    sweep(ctx)
+    with ctx.engine.connect() as conn:
+        return evaluations.list_for(conn, ctx.id, status=status, limit=limit)
+
+
+def sweep(ctx: SubscriptionContext) -> list[int]:
+    """Mark abandoned the subscription's ``running`` evaluations whose process is gone; their
+    ids. Takes the subscription's lock only if it is free (a running evaluation keeps it, and
+    has swept already when it took it)."""
+    with ctx.engine.connect() as conn:
+        key = evaluations.lock_key(conn, ctx.id)
+        conn.commit()
+        if not evaluations.try_lock(conn, key):
+            conn.commit()
+            return []
+        try:
+            with conn.begin():
+                return evaluations.sweep_abandoned(conn, ctx.id)
+        finally:
+            _release(conn, key)
+
+
+# -- the lock --------------------------------------------------------------------------------------
+
+
+def _take_lock(ctx: SubscriptionContext, conn: Connection, key: int, *, wait: bool, progress: Progress | None) -> None:
+    if evaluations.try_lock(conn, key):
+        conn.commit()
+        return
+    conn.commit()
+    with ctx.engine.connect() as peek:
+        other = evaluations.running(peek, ctx.id)
+    who = (
+        f"evaluation {other.id} (running since {other.started_at:%Y-%m-%d %H:%M:%S}, {other.runner})"
+        if other is not None
+        else "another evaluation"
+    )
+    if not wait:
+        raise EvaluationBusy(f"subscription {ctx.name!r}: {who} is running; try again when it has finished")
+    if progress:
+        progress(f"waiting for {who} of {ctx.name!r} to finish")
+    log.info("subscription %r: waiting for %s", ctx.name, who)
+    evaluations.lock(conn, key)
+    conn.commit()
+
+
+def _release(conn: Connection, key: int) -> None:
+    """Unlock; a connection that died took its lock with it."""
+    with contextlib.suppress(Exception):
+        if conn.in_transaction():
+            conn.rollback()
+        evaluations.unlock(conn, key)
+        conn.commit()
+
+
+# -- one evaluation --------------------------------------------------------------------------------
+
+
+def _run(
+    ctx: SubscriptionContext,
+    conn: Connection,
+    evaluation_id: int,
+    window: Window,
+    configs: list[MonitorConfig],
+    progress: Progress | None,
+    workers: int,
+) -> EvaluationResult:
     started = time.perf_counter()
-    with sa.orm.Session(engine) as s:
-        row = models.Evaluation(subscription_id=sub.id, window_start=since, window_end=until, status="running")
-        s.add(row)
-        s.commit()
-        evaluation_id = row.id
+    outcomes: list[MonitorOutcome] = []
+    records: int | None = None
+    step = "starting"
+    try:
+        step = "scoring feedback"
+        txn = conn.begin()
+        scored, scoring_calls = _score_feedback(ctx, conn, configs, progress)
+        if scored:  # the monitors must see the fresh predictions: on this connection, in this transaction
+            step = "running monitors"
+            records = evaluations.count_window(conn, ctx.payload_table, window)
+            outcomes = [_in_savepoint(ctx, conn, c, window, progress) for c in configs]
+        else:
+            txn.rollback()  # nothing written: no transaction stays open while the monitors run
+            step = "running monitors"
+            records, outcomes = _parallel(ctx, window, configs, progress, workers)
+            txn = conn.begin()
+        failed = [o for o in outcomes if o.status == "error"]
+        if failed:
+            raise _MonitorFailed(failed[0])
+        step = "storing results"
+        changes = _store(ctx, conn, evaluation_id, outcomes)
+        summary = _summary(outcomes, scored, scoring_calls, time.perf_counter() - started)
+        evaluations.finish(conn, evaluation_id, summary=summary, records=records, scored_feedback=scored)
+        step = "committing"
+        txn.commit()
+    except BaseException as exc:
+        _record_failure(ctx, conn, evaluation_id, exc, step, outcomes, records, time.perf_counter() - started)
+        if isinstance(exc, Exception):
+            cause = exc.error if isinstance(exc, _MonitorFailed) else exc
+            raise EvaluationFailed(
+                f"evaluation {evaluation_id} of {ctx.name!r} failed while {step}: {_describe(exc)}",
+                evaluation_id=evaluation_id,
+                error_type=_error_type(exc),
+            ) from cause
+        raise
+    return EvaluationResult(
+        evaluation_id,
+        ctx.name,
+        window.to_dict(),
+        outcomes,
+        time.perf_counter() - started,
+        records=records,
+        scored_feedback=scored,
+        alerts=changes,
+    )
 
-    # monitors are independent and mostly wait on PostgreSQL: two at a time use both cores
+
+class _MonitorFailed(Exception):
+    """A monitor raised: the evaluation fails, naming it."""
+
+    def __init__(self, outcome: MonitorOutcome) -> None:
+        self.outcome = outcome
+        self.error: BaseException = outcome.info.pop("_exception")
+        super().__init__(f"{outcome.kind} monitor: {outcome.reason}")
+
+
+def _error_type(exc: BaseException) -> str:
+    original = exc.error if isinstance(exc, _MonitorFailed) else exc
+    return type(original).__name__
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, _MonitorFailed):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _record_failure(
+    ctx: SubscriptionContext,
+    conn: Connection,
+    evaluation_id: int,
+    exc: BaseException,
+    step: str,
+    outcomes: list[MonitorOutcome],
+    records: int | None,
+    elapsed: float,
+) -> None:
+    """Roll the results back and mark the evaluation failed, on a fresh connection (the
+    evaluation's own may be the one that broke). If the mart cannot be reached either, the row
+    stays ``running`` with no lock behind it: the next sweep marks it abandoned."""
+    with contextlib.suppress(Exception):
+        if conn.in_transaction():
+            conn.rollback()
+    message = f"while {step}: {exc.error if isinstance(exc, _MonitorFailed) else exc}"
+    if isinstance(exc, _MonitorFailed):
+        message = f"{exc.outcome.kind} monitor raised {type(exc.error).__name__}: {exc.error}"
+    summary: dict[str, Any] = {o.kind: o.summary() for o in outcomes} | {"elapsed_s": round(elapsed, 3)}
+    summary["error"] = {"type": _error_type(exc), "message": message, "step": step}
+    try:
+        with ctx.engine.begin() as c:
+            recorded = evaluations.fail(
+                c, evaluation_id, error_type=_error_type(exc), error_message=message, summary=summary, records=records
+            )
+        if not recorded:
+            log.warning("evaluation %s had ended already (abandoned) when it failed: %s", evaluation_id, message)
+    except Exception:  # the mart is gone: the sweep will say abandoned
+        log.exception("evaluation %s failed (%s) and could not be recorded as failed", evaluation_id, message)
+
+
+def _summary(outcomes: list[MonitorOutcome], scored: int, calls: int, elapsed: float) -> dict[str, Any]:
+    summary: dict[str, Any] = {o.kind: o.summary() for o in outcomes}
+    summary["elapsed_s"] = round(elapsed, 3)
+    if scored or calls:
+        summary["feedback_scoring"] = {"records": scored, "scoring_calls": calls}
+    return summary
+
+
+def _store(
+    ctx: SubscriptionContext, conn: Connection, evaluation_id: int, outcomes: list[MonitorOutcome]
+) -> AlertChanges:
+    """Measurements, then alerts: breaches open or update one, passing measurements resolve theirs."""
+    measurements = [m for o in outcomes for m in o.measurements]
+    ids = evaluations.add_measurements(conn, evaluation_id, ctx.id, measurements)
+    breaches = [
+        Breach(_key(m), mid, f"{ctx.name}: {m.describe()}")
+        for m, mid in zip(measurements, ids, strict=True)
+        if m.breached
+    ]
+    changes = alerts.record_breaches(conn, ctx.id, evaluation_id, breaches)
+    # a measurement passes when it was judged (a threshold) and defined (a value) and within it
+    passing = [_key(m) for m in measurements if not m.breached and m.threshold is not None and m.value is not None]
+    resolved = alerts.resolve_passing(conn, ctx.id, evaluation_id, passing)
+    return AlertChanges(changes.opened, changes.updated, tuple(resolved))
+
+
+def _key(m: Measurement) -> AlertKey:
+    return AlertKey(m.monitor, m.metric, m.feature, m.group)
+
+
+# -- feedback scoring ------------------------------------------------------------------------------
+
+
+def _score_feedback(
+    ctx: SubscriptionContext, conn: Connection, configs: list[MonitorConfig], progress: Progress | None
+) -> tuple[int, int]:
+    """Score the feedback that has neither a payload twin nor a prediction, in batches, and
+    write the answers in the caller's transaction; (records scored, scoring calls made)."""
+    if not ctx.binding or not ctx.deployment_id or not any(str(c.kind) in LABELLED_KINDS for c in configs):
+        return 0, 0
+    frame = feedback_table.unscored(conn, ctx.record)
+    if frame.empty:
+        return 0, 0
+    if progress:
+        progress(f"scoring {len(frame)} feedback records")
+    features = list(ctx.schema.feature_names)
+    predictions: list[Any] = []
+    probabilities: list[Any] | None = [] if ctx.schema.probability else None
+    calls = 0
+    provider = ctx.provider()
+    try:
+        for start in range(0, len(frame), SCORING_BATCH):
+            batch = frame.iloc[start : start + SCORING_BATCH]
+            answer = provider.score(ctx.deployment_id, batch.loc[:, features].reset_index(drop=True))
+            calls += 1
+            if len(answer.predictions) != len(batch):
+                raise ValidationError(
+                    f"the deployment answered {len(answer.predictions)} predictions for {len(batch)} feedback records"
+                )
+            predictions.extend(answer.predictions)
+            if probabilities is not None:
+                if answer.probabilities is None:
+                    probabilities = None
+                else:
+                    probabilities.extend(answer.probabilities)
+    finally:
+        provider.close()
+    ids = [int(i) for i in frame["record_id"]]
+    stored = feedback_table.store_predictions(conn, ctx.record, ids, predictions, probabilities)
+    return stored, calls
+
+
+# -- running monitors ------------------------------------------------------------------------------
+
+
+def _parallel(
+    ctx: SubscriptionContext, window: Window, configs: list[MonitorConfig], progress: Progress | None, workers: int
+) -> tuple[int, list[MonitorOutcome]]:
+    """Monitors on their own read connections (they mostly wait on PostgreSQL: two at a time use
+    both cores), the window's record count beside them."""
+
+    def count() -> int:
+        with ctx.engine.connect() as c:
+            return evaluations.count_window(c, ctx.payload_table, window)
+
     def one(config: MonitorConfig) -> MonitorOutcome:
-        if progress:
-            progress(str(config.kind))
-        return _run_one(sub, config, window)
+        with ctx.engine.connect() as c:
+            try:
+                return _run_monitor(ctx, c, config, window, progress)
+            finally:
+                c.rollback()
 
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(configs)))) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(configs) + 1))) as pool:
+        counted = pool.submit(count)
         outcomes = list(pool.map(one, configs))
-    result = EvaluationResult(evaluation_id, sub.name, window.to_dict(), outcomes, time.perf_counter() - started)
-    _store(sub, result, window)
-    return result
+        return counted.result(), outcomes
 
 
-def _run_one(sub: Subscription, config: MonitorConfig, window: Window) -> MonitorOutcome:
-    monitor = registry.get(config.kind)
-    raw = sub.mart.engine.raw_connection()
+def _in_savepoint(
+    ctx: SubscriptionContext, conn: Connection, config: MonitorConfig, window: Window, progress: Progress | None
+) -> MonitorOutcome:
+    """A monitor on the evaluation's connection: in a savepoint, so a failed query does not
+    poison the transaction, and read-only in effect (what it changed is rolled back)."""
+    savepoint = conn.begin_nested()
+    try:
+        return _run_monitor(ctx, conn, config, window, progress)
+    finally:
+        savepoint.rollback()
+
+
+def _run_monitor(
+    ctx: SubscriptionContext, conn: Connection, config: MonitorConfig, window: Window, progress: Progress | None
+) -> MonitorOutcome:
+    """One monitor; any exception it raises becomes an ``error`` outcome (the evaluation then fails)."""
+    if progress:
+        progress(str(config.kind))
     started = time.perf_counter()
     try:
-        outcome = monitor.run(sub, config, window, raw)
-    except OpenmartError as exc:
-        outcome = MonitorOutcome(str(config.kind), status="error", reason=str(exc))
-    finally:
-        raw.rollback()
-        raw.close()
+        outcome = _call_monitor(ctx, conn, config, window)
+    except Exception as exc:
+        log.exception("%s monitor failed on %r", config.kind, ctx.name)
+        outcome = MonitorOutcome(str(config.kind), status="error", reason=f"{type(exc).__name__}: {exc}")
+        outcome.info["_exception"] = exc
     outcome.info["elapsed_s"] = round(time.perf_counter() - started, 3)
     return outcome
 
 
-def _store(sub: Subscription, result: EvaluationResult, window: Window) -> None:
-    records = next((o.records for o in result.outcomes if o.kind == "drift"), None)
-    with sa.orm.Session(sub.mart.engine) as s:
-        evaluation = s.get(models.Evaluation, result.evaluation_id)
-        assert evaluation is not None
-        for m in result.measurements:
-            mrow = models.Measurement(
-                evaluation_id=result.evaluation_id,
-                subscription_id=sub.id,
-                monitor=m.monitor,
-                metric=m.metric,
-                value=m.value,
-                threshold=m.threshold,
-                threshold_type=m.threshold_type,
-                breached=m.breached,
-                feature=m.feature,
-                group=m.group,
-                details=m.details,
-            )
-            s.add(mrow)
-            if m.breached:
-                s.flush()
-                s.add(
-                    models.Alert(
-                        subscription_id=sub.id,
-                        evaluation_id=result.evaluation_id,
-                        measurement_id=mrow.id,
-                        monitor=m.monitor,
-                        metric=m.metric,
-                        message=f"{sub.name}: {m.describe()}",
-                    )
-                )
-        evaluation.status = "failed" if any(o.status == "error" for o in result.outcomes) else "finished"
-        evaluation.summary = {o.kind: o.summary() for o in result.outcomes} | {"elapsed_s": result.elapsed_s}
-        evaluation.records = records
-        evaluation.finished_at = sa.func.now()
-        s.commit()
+# -- the monitors' interface -----------------------------------------------------------------------
+
+
+def _configs(ctx: SubscriptionContext) -> list[MonitorConfig]:
+    from openmart.monitors.store import Monitors
+
+    return Monitors(_LegacySubscription(ctx)).configs()  # type: ignore[arg-type]
+
+
+def _call_monitor(ctx: SubscriptionContext, conn: Connection, config: MonitorConfig, window: Window) -> MonitorOutcome:
+    raw = conn.connection.driver_connection
+    return registry.get(config.kind).run(_LegacySubscription(ctx), config, window, raw)
+
+
+class _Table:
+    def __init__(self, table: str) -> None:
+        self.table = table
+
+
+class _Reference(_Table):
+    def __init__(self, ctx: SubscriptionContext) -> None:
+        super().__init__(ctx.reference_table)
+        self._ctx = ctx
+
+    def profile(self) -> dict[str, Any] | None:
+        from openmart.mart import subscriptions
+
+        with self._ctx.engine.connect() as conn:
+            return subscriptions.reference_profile(conn, self._ctx.id)
+
+    def read(self, *, limit: int | None = None) -> Any:
+        from openmart.mart import record_store
+        from openmart.mart.records import RecordKind
+
+        with self._ctx.engine.connect() as conn:
+            return record_store.read(conn, self._ctx.record, RecordKind.REFERENCE, limit=limit)
+
+
+class _Mart:
+    def __init__(self, ctx: SubscriptionContext) -> None:
+        self.engine = ctx.engine
+
+
+class _LegacySubscription:
+    """What today's monitor modules read of the API's ``Subscription``, made from the context.
+    Goes when the monitors become plug-ins that take a :class:`SubscriptionContext`."""
+
+    def __init__(self, ctx: SubscriptionContext) -> None:
+        self.context = ctx
+        self.id = ctx.id
+        self.name = ctx.name
+        self.schema = ctx.schema
+        self.binding = ctx.binding
+        self.deployment_id = ctx.deployment_id
+        self.asset_revision = ctx.asset_revision
+        self.payload = _Table(ctx.payload_table)
+        self.feedback = _Table(ctx.feedback_table)
+        self.reference = _Reference(ctx)
+        self.mart = _Mart(ctx)
+        self.provider = ctx.provider
