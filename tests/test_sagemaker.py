@@ -346,6 +346,73 @@ def test_since_skips_older_events(endpoint, mart: openmart.Mart) -> None:
     assert sub.payload.read()["scoring_id"].tolist() == ["late"]
 
 
+def test_cli_ingest_window_alias_and_ground_truth_errors(endpoint, mart: openmart.Mart, cli) -> None:  # type: ignore[no-untyped-def]
+    """``openmart capture ingest`` / ``ground-truth`` through the provider: a --since/--until
+    window, the --s3-uri alias, idempotence, and errors named by file and line."""
+    name, model, frame, features = endpoint
+    mart.bindings.add("aws", "sagemaker", {"region": "us-east-1"})
+    mart.subscriptions.add(
+        "win", reference=frame, label="target", problem_type="binary", binding="aws", deployment=name
+    )
+    row = ",".join(str(v) for v in frame[features].iloc[300])
+    out = json.dumps({"predictions": [{"predicted_label": 1, "score": 0.8}]})
+
+    def event(eid: str, when: str) -> str:
+        part = {"observedContentType": "text/csv", "mode": "INPUT", "encoding": "CSV", "data": row}
+        answer = {"observedContentType": "application/json", "mode": "OUTPUT", "encoding": "JSON", "data": out}
+        return json.dumps(
+            {
+                "captureData": {"endpointInput": part, "endpointOutput": answer},
+                "eventMetadata": {"eventId": eid, "inferenceTime": when},
+                "eventVersion": "0",
+            }
+        )
+
+    s3 = boto3.client("s3")
+    base = f"cli/{name}/AllTraffic/2026/11/22"
+    s3.put_object(
+        Bucket="openmart-capture",
+        Key=f"{base}/09/a.jsonl",
+        Body=event("too-early", "2026-11-22T09:10:00Z").encode(),
+    )
+    s3.put_object(
+        Bucket="openmart-capture",
+        Key=f"{base}/10/b.jsonl",
+        Body="\n".join(
+            [event("early", "2026-11-22T10:05:00Z"), event("late", "2026-11-22T10:45:00Z"), "{broken"]
+        ).encode(),
+    )
+    s3.put_object(Bucket="openmart-capture", Key=f"{base}/11/c.jsonl", Body=event("after", "2026-11-22T11:10:00Z"))
+    uri = f"s3://openmart-capture/cli/{name}/"
+    window = ("--since", "2026-11-22T10:30", "--until", "2026-11-22T11:00")
+    first = json.loads(cli("capture", "ingest", "win", "--source", uri, *window, "--json").stdout)
+    assert (first["files"], first["events"], first["ingested"], first["skipped_duplicates"]) == (2, 1, 1, 0)
+    assert [(e["file"].rsplit("/", 1)[-1], e["line"]) for e in first["errors"]] == [("b.jsonl", 3)]
+    again = cli("capture", "ingest", "win", "--s3-uri", uri, *window)
+    assert "0 payload records ingested from 2 files (1 events); 1 already stored; 1 malformed" in again.stdout
+    assert "b.jsonl:3: JSONDecodeError" in again.stderr
+    assert mart.subscriptions.get("win").payload.read()["scoring_id"].tolist() == ["late"]
+
+    truth = [
+        json.dumps({"groundTruthData": {"data": "1", "encoding": "CSV"}, "eventMetadata": {"eventId": eid}})
+        for eid in ("late", "never-scored")
+    ]
+    s3.put_object(Bucket="openmart-ground-truth", Key=f"cli/{name}/2026/11/22/10/gt.jsonl", Body="\n".join(truth))
+    gt = cli("capture", "ground-truth", "win", f"s3://openmart-ground-truth/cli/{name}/")
+    assert "1 feedback records ingested from 1 files (2 events); 0 already stored; 1 malformed" in gt.stdout
+    assert "gt.jsonl:2: ground truth for 'never-scored': no payload record with that id" in gt.stderr
+    assert (
+        json.loads(cli("capture", "ground-truth", "win", f"s3://openmart-ground-truth/cli/{name}/", "--json").stdout)[
+            "skipped_duplicates"
+        ]
+        == 1
+    )
+    fb = mart.subscriptions.get("win").feedback.read()
+    assert fb["scoring_id"].tolist() == ["late"] and fb["target"].tolist() == [1.0]
+    missing = cli("capture", "ground-truth", "win", ok=False)
+    assert missing.exit_code != 0 and "give the S3 URI" in missing.stderr
+
+
 def test_the_sagemaker_sdk_deploys_and_predicts(aws) -> None:  # type: ignore[no-untyped-def]
     """The SDK waits on DescribeEndpoint and validates its shape: the emulation must satisfy it."""
     import sagemaker

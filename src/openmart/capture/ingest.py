@@ -60,10 +60,10 @@ def _connect(sub: Subscription, capability: Capability) -> tuple[Provider, str]:
     """The subscription's provider, once it is known to offer ``capability``; and its deployment."""
     if not sub.binding:
         raise ValidationError(f"subscription {sub.name!r} has no binding to read captured records through")
-    if not sub.deployment_id:
-        raise ValidationError(f"subscription {sub.name!r} names no deployment")
     binding = sub.mart.bindings.get(sub.binding)
     registry.require(binding.provider, capability, binding=binding.name)
+    if not sub.deployment_id:
+        raise ValidationError(f"subscription {sub.name!r} names no deployment to read captured records of")
     provider = binding.connect()
     method = {
         Capability.INGEST_CAPTURE: "capture_records",
