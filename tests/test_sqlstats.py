@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 import openmart
-from openmart.evaluation.window import Window
-from openmart.monitors import sqlstats
+from openmart.mart import stats, windows
+from openmart.mart.windows import Window
 
 
 def test_summaries_and_counts_match_numpy(mart: openmart.Mart) -> None:
@@ -25,11 +25,11 @@ def test_summaries_and_counts_match_numpy(mart: openmart.Mart) -> None:
     frame.loc[::17, "a"] = np.nan
     sub = mart.subscriptions.add("h", reference=frame, label="label", problem_type="binary")
     sub.payload.log(frame.drop(columns="label").assign(prediction=frame["label"]))
-    sql, params = Window().payload_sql(sub.payload.table)
+    relation = windows.payload(Window(), sub.payload.table)
     edges = {"a": np.quantile(frame["a"].dropna(), np.linspace(0.1, 0.9, 9)), "b b": np.array([0.5, 1.0, 2.0])}
-    tasks = {c: (lambda r, c=c: sqlstats.numeric_summary(r, sql, params, c, edges[c])) for c in edges}
-    tasks["c"] = lambda r: sqlstats.column_counts(r, sql, params, "c")
-    got = sqlstats.per_column(mart.engine.raw_connection, tasks)
+    tasks = {c: (lambda r, c=c: stats.numeric_summary(r, relation, c, edges[c])) for c in edges}
+    tasks["c"] = lambda r: stats.column_counts(r, relation, "c")
+    got = stats.per_column(mart.engine.raw_connection, tasks)
     for col, e in edges.items():
         values = frame[col].dropna().to_numpy()
         bucket = np.searchsorted(e, values, side="right")
@@ -40,9 +40,6 @@ def test_summaries_and_counts_match_numpy(mart: openmart.Mart) -> None:
         assert m.mean == pytest.approx(values.mean()) and m.std == pytest.approx(values.std(ddof=1))
         assert (m.min, m.max) == pytest.approx((values.min(), values.max()))
     assert got["c"] == frame["c"].value_counts().to_dict()
-    raw = mart.engine.raw_connection()
-    try:
-        last_sql, last_params = Window(last=100).payload_sql(sub.payload.table)
-        assert sqlstats.count(raw, last_sql, last_params) == 100
-    finally:
-        raw.close()
+    with mart.engine.connect() as conn:  # a SQLAlchemy connection serves as well as a driver's
+        assert stats.count(conn, windows.payload(Window(last=100), sub.payload.table)) == 100
+        assert stats.count(conn, windows.payload(Window(), sub.payload.table)) == n

@@ -9,12 +9,13 @@ from typing import Any
 import typer
 
 from openmart.cli.common import OpenmartGroup, emit_json, emit_table, err, fail, out, progress_bar, state
+from openmart.errors import MonitorError, ValidationError
 from openmart.monitors.config import MonitorKind
 
 app = typer.Typer(
     cls=OpenmartGroup,
     no_args_is_help=True,
-    help="""Monitors: quality, fairness, drift, explainability.
+    help="""Monitors: quality, fairness, drift, explainability, and any installed plug-in.
 
 Examples:
 
@@ -24,24 +25,38 @@ Examples:
 
   openmart monitor enable credit fairness --protected age --monitored 18-25 --reference 26-75 --favourable 1
 
-  openmart monitor enable credit drift --method auto --drift-share 0.5
+  openmart monitor enable credit drift --method auto --drift-share 0.5 --threshold psi=0.2 --test income=ks
+
+  openmart monitor enable credit my_monitor --option window_days=7
+
+  openmart monitor kinds --json
 
   openmart monitor list credit --json
 """,
 )
 
 
+def _value(text: str) -> Any:
+    """An --option value: JSON when it reads as JSON (7, 0.5, true, [1,2], {"a": 1}), else text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
 @app.command()
 def enable(
     ctx: typer.Context,
     subscription: str,
-    kind: MonitorKind = typer.Argument(..., help="quality, fairness, drift or explainability."),
+    kind: str = typer.Argument(
+        ..., help="quality, fairness, drift, explainability, or an installed plug-in's kind (openmart monitor kinds)."
+    ),
     threshold: list[str] = typer.Option(
         [],
         "--threshold",
         "-t",
-        help="metric=value (repeat); metric:upper=value "
-        "or metric:lower=value to choose the side. Drift: a bare number.",
+        help="metric=value (repeat); metric:upper=value or metric:lower=value to choose the side. "
+        "Drift: TEST=value (psi=0.2), COLUMN=value, share_of_drifted_features=value, or a bare number.",
     ),
     min_records: int | None = typer.Option(None, "--min-records", help="Below this, 'not enough data'."),
     protected: list[str] = typer.Option([], "--protected", help="Fairness: a protected attribute (repeat)."),
@@ -58,22 +73,40 @@ def enable(
     method: str | None = typer.Option(
         None,
         "--method",
-        help="Drift: auto, psi, ks, chisquare, jensenshannon, wasserstein. Explainability: shap or lime.",
+        help="Drift: auto, psi, ks, chisquare, jensenshannon, wasserstein or a registered test. "
+        "Explainability: shap or lime.",
     ),
+    test: list[str] = typer.Option([], "--test", help="Drift: COLUMN=TEST, a test for one column (repeat)."),
     drift_share: float | None = typer.Option(
         None, "--drift-share", help="Drift: share of drifting features that makes the dataset drift."
     ),
+    option: list[str] = typer.Option(
+        [], "--option", "-o", help="Any declared option as NAME=VALUE (VALUE read as JSON when it is JSON; repeat)."
+    ),
     json_: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Enable (or reconfigure) a monitor on a subscription."""
-    options: dict[str, Any] = json.loads(config_file.read_text()) if config_file else {}
+    """Enable (or reconfigure) a monitor on a subscription. Options are checked now: a bad one
+    exits 2 with one line naming it and what it may be."""
+    try:
+        options: dict[str, Any] = json.loads(config_file.read_text()) if config_file else {}
+    except ValueError as exc:
+        fail(f"--config {config_file}: not JSON ({exc})", code=2)
+    if not isinstance(options, dict):
+        fail(f"--config {config_file}: expected a JSON object of options", code=2)
+    for pair in option:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            fail(f"--option {pair!r}: expected NAME=VALUE", code=2)
+        options[name.strip()] = _value(value)
     if threshold:
         options["thresholds"] = threshold
     if min_records is not None:
         options["min_records"] = min_records
-    if kind is MonitorKind.FAIRNESS and (protected or monitored or reference):
+    if protected or monitored or reference:
+        if kind != MonitorKind.FAIRNESS:
+            fail("--protected, --monitored and --reference are fairness options", code=2)
         if not (len(protected) == len(monitored) == len(reference)):
-            fail("give --protected, --monitored and --reference once for each protected attribute")
+            fail("give --protected, --monitored and --reference once for each protected attribute", code=2)
         options["attributes"] = [
             {"feature": p, "monitored": m, "reference": r}
             for p, m, r in zip(protected, monitored, reference, strict=True)
@@ -82,10 +115,21 @@ def enable(
         options["favourable"] = favourable
     if method is not None:
         options["method"] = method
+    if test:
+        tests = dict(options.get("tests") or {})
+        for pair in test:
+            column, sep, name = pair.partition("=")
+            if not sep or not column.strip() or not name.strip():
+                fail(f"--test {pair!r}: expected COLUMN=TEST, e.g. income=ks", code=2)
+            tests[column.strip()] = name.strip()
+        options["tests"] = tests
     if drift_share is not None:
         options["drift_share"] = drift_share
     sub = state(ctx).mart.subscriptions.get(subscription)
-    config = sub.monitors.enable(kind, **options)
+    try:
+        config = sub.monitors.enable(kind, **options)
+    except (MonitorError, ValidationError) as exc:  # a refused option: the user's to fix, as a usage error
+        fail(str(exc), code=2)
     if json_:
         emit_json(config.to_dict())
     else:
@@ -103,7 +147,7 @@ def enable(
 
 
 @app.command()
-def disable(ctx: typer.Context, subscription: str, kind: MonitorKind) -> None:
+def disable(ctx: typer.Context, subscription: str, kind: str) -> None:
     """Disable a monitor (its history stays)."""
     state(ctx).mart.subscriptions.get(subscription).monitors.disable(kind)
     out.print(f"{kind} monitor disabled on {subscription!r}")
@@ -125,6 +169,30 @@ def list_(
             ],
             ["kind", "enabled", "min_records", "thresholds", "parameters"],
         )
+
+
+@app.command()
+def kinds(json_: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """The installed monitors with their options and metrics, and the drift tests."""
+    from openmart.monitors import drift_tests, registry
+    from openmart.monitors.base import describe
+
+    monitors = [describe(m) for m in registry.available().values()]
+    tests = [
+        {"name": t.name, "kinds": list(t.kinds), "threshold": t.threshold, "drift_when": t.drift_when, "help": t.help}
+        for t in drift_tests.available().values()
+    ]
+    if json_:
+        emit_json({"monitors": monitors, "drift_tests": tests})
+        return
+    for m in monitors:
+        out.print(f"[bold]{m['kind']}[/bold]: {m['description']}")
+        for o in m["options"]:
+            out.print(f"  --option {o['name']}: {o['valid']} (default {o['default']!r}) {o['help']}", highlight=False)
+        for x in m["metrics"]:
+            limit = "" if x["default_threshold"] is None else f", default threshold {x['default_threshold']:g}"
+            out.print(f"  metric {x['name']}: {x['direction'].replace('_', ' ')}{limit}", highlight=False)
+    emit_table(tests, ["name", "kinds", "threshold", "drift_when", "help"], title="drift tests")
 
 
 def evaluate(

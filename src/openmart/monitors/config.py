@@ -7,16 +7,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from openmart.errors import MonitorError
 
 
-class MonitorKind(StrEnum):
-    QUALITY = "quality"
-    FAIRNESS = "fairness"
-    DRIFT = "drift"
-    EXPLAINABILITY = "explainability"
+class MonitorKind:
+    """The built-in monitors' kinds. A kind is any registered monitor's name (a plain string):
+    custom monitors add theirs through the ``openmart.monitors`` entry-point group."""
+
+    QUALITY: Final = "quality"
+    FAIRNESS: Final = "fairness"
+    DRIFT: Final = "drift"
+    EXPLAINABILITY: Final = "explainability"
+    BUILT_IN: Final = (QUALITY, FAIRNESS, DRIFT, EXPLAINABILITY)
 
 
 class ThresholdType(StrEnum):
@@ -44,7 +48,7 @@ class Threshold:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Threshold:
-        return cls(d["metric"], ThresholdType(d["type"]), float(d["value"]), d.get("feature"))
+        return cls(str(d["metric"]), ThresholdType(d["type"]), float(d["value"]), d.get("feature"))
 
 
 _THRESHOLD = re.compile(r"^(?P<metric>[A-Za-z_][A-Za-z0-9_]*)(?::(?P<type>lower|upper))?\s*=\s*(?P<value>\S+)$")
@@ -52,9 +56,10 @@ _THRESHOLD = re.compile(r"^(?P<metric>[A-Za-z_][A-Za-z0-9_]*)(?::(?P<type>lower|
 
 def parse_threshold(text: str, default_type: dict[str, ThresholdType]) -> Threshold:
     """``metric=value`` (the metric's natural direction) or ``metric:lower=value``/``:upper``."""
-    m = _THRESHOLD.match(text.strip())
+    m = _THRESHOLD.match(str(text).strip())
     if not m:
-        raise MonitorError(f"threshold {text!r}: expected metric=value, e.g. roc_auc=0.8")
+        example = f"{next(iter(default_type))}=0.8" if default_type else "metric=0.8"
+        raise MonitorError(f"threshold {text!r}: expected metric=value, e.g. {example}")
     metric = m["metric"]
     try:
         value = float(m["value"])
@@ -65,7 +70,7 @@ def parse_threshold(text: str, default_type: dict[str, ThresholdType]) -> Thresh
     elif metric in default_type:
         kind = default_type[metric]
     else:
-        raise MonitorError(f"threshold {text!r}: unknown metric {metric!r} (known: {sorted(default_type)})")
+        raise MonitorError(f"threshold {text!r}: unknown metric {metric!r} (known: {', '.join(sorted(default_type))})")
     return Threshold(metric, kind, value)
 
 
@@ -99,7 +104,7 @@ def number_or_text(value: str) -> Any:
 
 @dataclass
 class MonitorConfig:
-    kind: MonitorKind
+    kind: str
     parameters: dict[str, Any] = field(default_factory=dict)
     thresholds: list[Threshold] = field(default_factory=list)
     min_records: int = 100

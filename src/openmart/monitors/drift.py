@@ -1,16 +1,18 @@
 """Drift: is the model still seeing the data it was trained on? Per feature and for the model's
 output, against the reference profile; dataset drift when a share of features drift.
 
-Methods (one pure function each, Evidently-style, with their defaults):
+Tests (plain functions in :mod:`openmart.monitors.drift_tests`, a registry a user can extend),
+chosen per column (option ``tests``: column -> test name), else by ``method`` for every column:
 
 =============  ==========  ==============================================  ======================
-method         columns     statistic                                       drift when
+test           columns     statistic                                       drift when
 =============  ==========  ==============================================  ======================
 psi            any         population stability index on reference bins    psi >= 0.1
 ks             numeric     two-sample Kolmogorov–Smirnov p-value           p < 0.05
 chisquare      categorical chi-square goodness of fit p-value              p < 0.05
 jensenshannon  any         Jensen–Shannon distance (natural log)           distance >= 0.1
 wasserstein    numeric     Wasserstein distance / reference std            distance >= 0.1
+(yours)        declared    what your function returns                      its declared side
 =============  ==========  ==============================================  ======================
 
 Windows larger than ``max_rows`` (default 200,000; 0: no limit) are measured on a uniform sample
@@ -21,67 +23,58 @@ the sample size is reported with the outcome.
 columns (more than 5 distinct values) and chisquare otherwise; with a larger reference,
 wasserstein for numeric columns and jensenshannon otherwise.
 
-Current-window statistics are computed in PostgreSQL (``monitors.sqlstats``): histograms on the
-reference's fine (percentile) and PSI (decile) edges, value counts, moments. KS and Wasserstein
-on large windows are computed from the percentile histogram (documented approximation: the
-CDFs are compared at 99 reference percentiles); small windows against a small reference fetch
-the column and use scipy's exact functions.
+Current-window statistics of the built-in tests are computed in PostgreSQL
+(:mod:`openmart.mart.stats`): histograms on the reference's fine (percentile) and PSI (decile)
+edges, value counts, moments. KS and Wasserstein on large windows are computed from the
+percentile histogram (documented approximation: the CDFs are compared at 99 reference
+percentiles); small windows against a small reference fetch the column and use scipy's exact
+functions. A custom test gets the values themselves: the reference column, and the window's
+(or its sample's).
+
+Thresholds: ``psi=0.2`` (every column measured by psi), ``income=0.3`` (one column), a bare
+number (every distance test), ``share_of_drifted_features=0.3`` (the dataset's).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 from scipy.spatial import distance
 
+from openmart.context import SubscriptionContext
 from openmart.errors import MonitorError
-from openmart.evaluation.results import Measurement, MonitorOutcome
-from openmart.evaluation.window import Window, fetch_frame
-from openmart.mart.identifiers import quote
-from openmart.monitors import sqlstats
+from openmart.mart import stats as mart_stats
+from openmart.mart import subscriptions as subscriptions_table
+from openmart.mart import windows
+from openmart.mart.windows import Relation, Window
+from openmart.monitors import drift_tests
+from openmart.monitors.base import (
+    BaseMonitor,
+    Direction,
+    Measurement,
+    MetricSpec,
+    MonitorOutcome,
+    OptionSpec,
+    as_context,
+    min_records_option,
+    thresholds_option,
+)
 from openmart.monitors.config import MonitorConfig, MonitorKind, Threshold, ThresholdType
+from openmart.monitors.drift_tests import DriftTest
 from openmart.monitors.profile import SMALL_SAMPLE, ColumnProfile, merge_buckets
-
-if TYPE_CHECKING:
-    from openmart.api import Subscription
+from openmart.schema import ColumnKind, ProblemType
 
 KIND = MonitorKind.DRIFT
-PSI_EPSILON = 1e-4  # share given to an empty bin, so the logarithm stays finite
+PSI_EPSILON = drift_tests.PSI_EPSILON
 EXACT_LIMIT = 5000  # current windows up to this size are fetched for exact p-value tests
-
-
-class Method(StrEnum):
-    AUTO = "auto"
-    PSI = "psi"
-    KS = "ks"
-    CHISQUARE = "chisquare"
-    JENSENSHANNON = "jensenshannon"
-    WASSERSTEIN = "wasserstein"
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    default_threshold: float
-    p_value: bool  # drift when value < threshold (a p-value) instead of >= threshold
-
-    @property
-    def threshold_type(self) -> ThresholdType:
-        return ThresholdType.LOWER_LIMIT if self.p_value else ThresholdType.UPPER_LIMIT
-
-
-SPECS = {
-    Method.PSI: MethodSpec(0.1, False),
-    Method.KS: MethodSpec(0.05, True),
-    Method.CHISQUARE: MethodSpec(0.05, True),
-    Method.JENSENSHANNON: MethodSpec(0.1, False),
-    Method.WASSERSTEIN: MethodSpec(0.1, False),
-}
+OUTPUT = "__output__"  # the model's output in the reference profile
+SHARE = "share_of_drifted_features"
+GENERAL = "drift"  # a threshold for every distance test (and, with a feature, for one column)
 
 
 # -- pure statistics ------------------------------------------------------------------------------
@@ -143,110 +136,227 @@ def wasserstein_buckets(
 @dataclass
 class ColumnDrift:
     column: str
-    method: Method
+    method: str
     value: float | None
     statistic: float | None
     threshold: float
     drifted: bool
     reason: str | None = None
     histogram: dict[str, Any] | None = None
+    details: dict[str, Any] | None = None
 
 
-def choose_method(profile: ColumnProfile, reference_rows: int) -> Method:
+def choose_method(profile: ColumnProfile, reference_rows: int) -> str:
     numeric = profile.kind == "numeric" and profile.n_unique > 5
     if reference_rows <= SMALL_SAMPLE:
-        return Method.KS if numeric else Method.CHISQUARE
-    return Method.WASSERSTEIN if numeric else Method.JENSENSHANNON
+        return "ks" if numeric else "chisquare"
+    return "wasserstein" if numeric else "jensenshannon"
 
 
 # -- configuration ---------------------------------------------------------------------------------
 
 
-def configure(
-    sub: Subscription,
-    *,
-    method: str = "auto",
-    thresholds: Sequence[str | Mapping[str, Any]] = (),
-    threshold: float | None = None,
-    drift_share: float = 0.5,
-    min_records: int = 100,
-    max_rows: int = 200_000,
-    features: Sequence[str] | None = None,
-    **unknown: Any,
-) -> MonitorConfig:
-    if unknown:
-        raise MonitorError(f"drift monitor: unknown options {sorted(unknown)}")
-    try:
-        chosen = Method(method)
-    except ValueError:
-        raise MonitorError(f"drift method {method!r}: choose from {', '.join(Method)}") from None
-    if sub.reference.profile() is None:
-        raise MonitorError(f"subscription {sub.name!r} has no reference data: load it first (openmart reference load)")
-    parsed: list[Threshold] = []
-    for t in thresholds:
-        if isinstance(t, str):  # the CLI's --threshold: a bare number, or feature=value
-            name, sep, value = t.rpartition("=")
-            try:
-                number = float(value)
-            except ValueError:
-                raise MonitorError(f"drift threshold {t!r}: expected a number or feature=number") from None
-            if sep:
-                sub.schema.column(name)
-                parsed.append(Threshold("drift", ThresholdType.UPPER_LIMIT, number, name))
+def _column_kinds(ctx: SubscriptionContext) -> dict[str, str]:
+    """Every column drift can measure, with its kind: the features, and the model's output."""
+    s = ctx.schema
+    kinds = {c.name: "categorical" if c.kind is ColumnKind.CATEGORICAL else "numeric" for c in s.features}
+    kinds[s.prediction] = "numeric" if s.problem_type is ProblemType.REGRESSION else "categorical"
+    return kinds
+
+
+class DriftMonitor(BaseMonitor):
+    """Per-column drift against the reference profile, and dataset drift."""
+
+    kind = KIND
+    description = "Feature and output drift against the reference; dataset drift when a share of features drift."
+
+    @property
+    def options(self) -> Sequence[OptionSpec]:  # type: ignore[override]
+        names = ("auto", *drift_tests.available())
+        return (
+            OptionSpec(
+                "method", str, "auto", choices=names, help="The test for every column (auto: by kind and size)."
+            ),
+            OptionSpec("tests", dict, None, help="A test per column: {column: test name}; others follow 'method'."),
+            thresholds_option(),
+            OptionSpec("threshold", float, None, low=0.0, help="One threshold for every distance test."),
+            OptionSpec(
+                "drift_share",
+                float,
+                0.5,
+                low=0.0,
+                high=1.0,
+                low_open=True,
+                help="Share of drifting features that makes the dataset drift.",
+            ),
+            min_records_option(100),
+            OptionSpec(
+                "max_rows", int, 200_000, low=0, help="Larger windows are measured on a sample this big (0: all)."
+            ),
+            OptionSpec("features", list, None, help="Only these features (default: all)."),
+        )
+
+    @property
+    def metrics(self) -> Sequence[MetricSpec]:  # type: ignore[override]
+        tests = [
+            MetricSpec(
+                t.name,
+                Direction.HIGHER_IS_BETTER if t.p_value else Direction.LOWER_IS_BETTER,
+                t.threshold,
+                low=0.0,
+                high=1.0 if t.p_value else None,
+                help=t.help,
+            )
+            for t in drift_tests.available().values()
+        ]
+        return [
+            *tests,
+            MetricSpec(GENERAL, Direction.LOWER_IS_BETTER, None, low=0.0, help="a threshold for every distance test"),
+            MetricSpec(SHARE, Direction.LOWER_IS_BETTER, 0.5, low=0.0, high=1.0, help="share of drifting features"),
+        ]
+
+    def check(self, ctx: SubscriptionContext, values: dict[str, Any]) -> dict[str, Any]:
+        with ctx.engine.connect() as conn:
+            profile = subscriptions_table.reference_profile(conn, ctx.id)
+        if profile is None:
+            raise MonitorError(
+                f"subscription {ctx.name!r} has no reference data: load it first (openmart reference load)"
+            )
+        kinds = _column_kinds(ctx)
+        features = values["features"]
+        for f in features or ():
+            ctx.schema.column(str(f))  # raises, naming it
+        tests: dict[str, str] = {}
+        for column, name in (values["tests"] or {}).items():
+            if column not in kinds:
+                raise MonitorError(
+                    f"drift monitor: option 'tests' names {column!r}, not a feature or the output "
+                    f"(known: {', '.join(kinds)})"
+                )
+            test = drift_tests.get(str(name))  # unknown: the known ones listed
+            if kinds[column] not in test.kinds:
+                raise MonitorError(
+                    f"drift monitor: option 'tests': {name!r} measures {' and '.join(test.kinds)} columns; "
+                    f"{column!r} is {kinds[column]}"
+                )
+            tests[str(column)] = test.name
+        return {
+            "method": values["method"],
+            "tests": tests or None,
+            "drift_share": float(values["drift_share"]),
+            "features": [str(f) for f in features] if features else None,
+            "max_rows": int(values["max_rows"]),
+            "threshold": values["threshold"],
+        }
+
+    def thresholds(self, ctx: SubscriptionContext, given: Sequence[Any], parameters: dict[str, Any]) -> list[Threshold]:
+        """``TEST=value`` (every column measured by that test), ``COLUMN=value`` (one column), a
+        bare number or ``drift=value`` (every distance test), ``share_of_drifted_features=value``."""
+        kinds = _column_kinds(ctx)
+        tests = drift_tests.available()
+        parsed: list[Threshold] = []
+        general = parameters.pop("threshold", None)
+        for t in given:
+            if isinstance(t, Mapping):
+                feature = t.get("feature")
+                if feature is not None:
+                    if feature not in kinds:
+                        raise MonitorError(
+                            f"drift threshold {dict(t)!r}: {feature!r} is not a feature or the output "
+                            f"(known: {', '.join(kinds)})"
+                        )
+                    value = _value(t, t.get("value"))
+                    parsed.append(Threshold(GENERAL, ThresholdType.UPPER_LIMIT, value, str(feature)))
+                    continue
+                if "metric" not in t:
+                    raise MonitorError(f"drift threshold {dict(t)!r}: give metric (or feature) and value")
+                name, raw = str(t["metric"]), t.get("value")
             else:
-                threshold = number
-        else:
-            parsed.append(Threshold.from_dict(dict(t)))
-    if threshold is not None:
-        parsed.append(Threshold("drift", ThresholdType.UPPER_LIMIT, float(threshold)))
-    if not 0 < drift_share <= 1:
-        raise MonitorError("drift_share must lie in (0, 1]")
-    for f in features or ():
-        sub.schema.column(f)
-    if chosen in (Method.KS, Method.WASSERSTEIN) and features is None and sub.schema.categorical_features:
-        pass  # categorical columns fall back to their auto method (ks/wasserstein are numeric only)
-    params = {
-        "method": str(chosen),
-        "drift_share": drift_share,
-        "features": list(features) if features else None,
-        "max_rows": int(max_rows),
-    }
-    return MonitorConfig(KIND, params, parsed, int(min_records))
+                text = str(t).strip()
+                name, sep, raw = text.rpartition("=")
+                name = name.strip()
+                if not sep:
+                    general = _value(t, raw)
+                    continue
+                if not name:
+                    raise MonitorError(f"drift threshold {t!r}: expected TEST=value, COLUMN=value or a number")
+            value = _value(t, raw)
+            if name == SHARE:
+                if not 0 < value <= 1:
+                    raise MonitorError(f"drift threshold {t!r}: {SHARE} must lie in (0, 1]")
+                parameters["drift_share"] = value
+            elif name == GENERAL:
+                general = value
+            elif name in tests:
+                test = tests[name]
+                if test.p_value and not 0 <= value <= 1:
+                    raise MonitorError(f"drift threshold {t!r}: {name} is a p-value, in [0, 1]")
+                side = ThresholdType.LOWER_LIMIT if test.p_value else ThresholdType.UPPER_LIMIT
+                parsed.append(Threshold(name, side, value))
+            elif name in kinds:
+                parsed.append(Threshold(GENERAL, ThresholdType.UPPER_LIMIT, value, name))
+            else:
+                raise MonitorError(
+                    f"drift threshold {t!r}: {name!r} is neither a drift test ({', '.join(sorted(tests))}, "
+                    f"{SHARE}) nor a column ({', '.join(kinds)})"
+                )
+        if general is not None:
+            if general < 0:
+                raise MonitorError(f"drift threshold {general!r}: a distance threshold is >= 0")
+            parsed.append(Threshold(GENERAL, ThresholdType.UPPER_LIMIT, float(general)))
+        return parsed
+
+    def run(self, ctx: SubscriptionContext, config: MonitorConfig, window: Window, conn: Any) -> MonitorOutcome:
+        return run(as_context(ctx), config, window, conn)
+
+
+def _value(given: Any, raw: Any) -> float:
+    try:
+        if isinstance(raw, bool):
+            raise ValueError
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise MonitorError(f"drift threshold {given!r}: {raw!r} is not a number") from None
+    if not np.isfinite(value):
+        raise MonitorError(f"drift threshold {given!r}: {raw!r} is not a number")
+    return value
 
 
 # -- run over the mart ----------------------------------------------------------------------------
 
 
-def _method_for(config: MonitorConfig, profile: ColumnProfile, rows: int) -> Method:
-    method = Method(config.parameters.get("method", "auto"))
-    if method is Method.AUTO:
-        return choose_method(profile, rows)
-    if method in (Method.KS, Method.WASSERSTEIN) and profile.kind != "numeric":
-        return choose_method(profile, rows)  # numeric-only tests fall back for categories
-    if method is Method.CHISQUARE and profile.kind == "numeric":
-        return choose_method(profile, rows)
-    return method
+def _test_for(config: MonitorConfig, column: str, profile: ColumnProfile, rows: int) -> DriftTest:
+    chosen = (config.parameters.get("tests") or {}).get(column) or config.parameters.get("method", "auto")
+    if chosen == "auto":
+        return drift_tests.get(choose_method(profile, rows))
+    test = drift_tests.get(chosen)
+    if profile.kind not in test.kinds:  # a numeric-only test falls back for categories, and back
+        return drift_tests.get(choose_method(profile, rows))
+    return test
 
 
-def _threshold(config: MonitorConfig, method: Method, column: str) -> float:
-    spec = SPECS[method]
+def _threshold(config: MonitorConfig, test: DriftTest, column: str) -> float:
     specific = next((t for t in config.thresholds if t.feature == column), None)
     if specific:
         return specific.value
-    general = next((t for t in config.thresholds if t.feature is None), None)
+    per_test = next((t for t in config.thresholds if t.metric == test.name and t.feature is None), None)
+    if per_test:
+        return per_test.value
+    general = next((t for t in config.thresholds if t.metric == GENERAL and t.feature is None), None)
     # a user's single threshold is a distance: it does not apply to p-value tests
-    return general.value if general and not spec.p_value else spec.default_threshold
+    return general.value if general and not test.p_value else test.threshold
 
 
 def _drift(
     profile: ColumnProfile,
-    method: Method,
+    test: DriftTest,
     threshold: float,
-    summary: sqlstats.NumericSummary | None,
+    summary: mart_stats.NumericSummary | None,
     counts: Mapping[str | None, int] | None,
     exact: np.ndarray | None,
 ) -> ColumnDrift:
-    spec = SPECS[method]
+    """A built-in test from the window's aggregates (and its values, for small windows)."""
+    method = test.name
     if profile.kind == "numeric":
         assert summary is not None
         fine = summary.counts
@@ -258,11 +368,11 @@ def _drift(
             "min": profile.min,
             "max": profile.max,
         }
-        if method is Method.PSI:
+        if method == "psi":
             value = stat = psi(profile.psi_counts, psi_counts)
-        elif method is Method.JENSENSHANNON:
+        elif method == "jensenshannon":
             value = stat = jensenshannon(profile.fine_counts, fine)
-        elif method is Method.KS:
+        elif method == "ks":
             if exact is not None and profile.values is not None:
                 res = stats.ks_2samp(np.asarray(profile.values), exact)
                 stat, value = float(res.statistic), float(res.pvalue)
@@ -288,130 +398,160 @@ def _drift(
             "reference": shares(ref).tolist()[:50],
             "current": shares(cur).tolist()[:50],
         }
-        if method is Method.PSI:
+        if method == "psi":
             value = stat = psi(ref, cur)
-        elif method is Method.CHISQUARE:
+        elif method == "chisquare":
             value = chisquare_pvalue(ref, cur)
             stat = None
         else:
             value = stat = jensenshannon(ref, cur)
-    drifted = value < threshold if spec.p_value else value >= threshold
-    return ColumnDrift(profile.name, method, value, stat, threshold, bool(drifted), histogram=histogram)
+    return ColumnDrift(
+        profile.name, method, value, stat, threshold, test.drifted(value, threshold), histogram=histogram
+    )
 
 
-def run(sub: Subscription, config: MonitorConfig, window: Window, raw: Any) -> MonitorOutcome:
+def _custom(
+    test: DriftTest, column: str, profile: ColumnProfile, threshold: float, reference: np.ndarray, current: np.ndarray
+) -> ColumnDrift:
+    """A user's test, on the values."""
+    try:
+        result = test(reference, current)
+    except MonitorError:
+        raise
+    except Exception as exc:  # the user's function failed: say which, on which column
+        raise MonitorError(f"drift test {test.name!r} failed on {column!r}: {type(exc).__name__}: {exc}") from exc
+    if result.value is None:
+        return ColumnDrift(column, test.name, None, result.statistic, threshold, False, "the test gave no value")
+    return ColumnDrift(
+        column,
+        test.name,
+        result.value,
+        result.statistic,
+        threshold,
+        test.drifted(result.value, threshold),
+        details=result.details or None,
+    )
+
+
+def _values(frame: pd.DataFrame, column: str, kind: str) -> np.ndarray:
+    series = frame[column].dropna()
+    if kind == "numeric":
+        return pd.to_numeric(series).to_numpy(dtype=float)
+    from openmart.mart.records import as_text
+
+    return np.asarray([as_text(v) for v in series], dtype=object)
+
+
+def run(ctx: SubscriptionContext, config: MonitorConfig, window: Window, conn: Any) -> MonitorOutcome:
     outcome = MonitorOutcome(str(KIND))
-    ref = sub.reference.profile()
+    with ctx.engine.connect() as c:
+        ref = subscriptions_table.reference_profile(c, ctx.id)
     if not ref:
         outcome.status, outcome.reason = "skipped", "no reference data loaded"
         return outcome
-    s = sub.schema
+    s = ctx.schema
     wanted = config.parameters.get("features") or [c.name for c in s.features]
     profiles = {name: ColumnProfile.from_dict(ref["columns"][name]) for name in wanted if name in ref["columns"]}
-    out_profile = ColumnProfile.from_dict(ref["columns"]["__output__"]) if "__output__" in ref["columns"] else None
+    out_profile = ColumnProfile.from_dict(ref["columns"][OUTPUT]) if OUTPUT in ref["columns"] else None
     # the model's output, under its own column name, alongside the features
     columns = {name: name for name in profiles}
     if out_profile is not None:
-        columns[s.prediction] = "__output__"
-        profiles["__output__"] = out_profile
-    sql, params = window.payload_sql(sub.payload.table)
-    n = sqlstats.count(raw, sql, params)
+        columns[s.prediction] = OUTPUT
+        profiles[OUTPUT] = out_profile
+    relation: Relation = windows.payload(window, ctx.payload_table)
+    n = mart_stats.count(conn, relation)
     outcome.records = n
     if n < config.min_records:
         outcome.status, outcome.reason = "not_enough_data", f"{n} payload records, fewer than {config.min_records}"
         return outcome
     rows = int(ref["rows"])
-    methods = {c: _method_for(config, profiles[key], rows) for c, key in columns.items()}
+    tests = {c: _test_for(config, c, profiles[key], rows) for c, key in columns.items()}
     max_rows = int(config.parameters.get("max_rows") or 0)
-    sampled = bool(max_rows) and n > max_rows
-    if sampled:
-        # a window larger than max_rows is measured on a uniform sample of it, chosen by a hash of
-        # the scoring id (the same records every time), kept in a narrow temporary table: the
-        # cost of PostgreSQL's per-row binning grows with rows x columns
-        per_million = int(np.ceil(max_rows / n * 1_000_000))
-        cols = ", ".join(f"w.{quote(c)}" for c in columns)
-        with raw.cursor() as cur:
-            cur.execute("DROP TABLE IF EXISTS _openmart_drift_sample")
-            cur.execute(
-                f"CREATE TEMP TABLE _openmart_drift_sample AS SELECT {cols} FROM ({sql}) w "
-                f"WHERE (hashtext(w.scoring_id) & 2147483647) %% 1000000 < %(per_million)s",
-                {**params, "per_million": per_million},
-            )
-            sample_rows = cur.rowcount
-        sql, params = "SELECT * FROM _openmart_drift_sample", {}
+    if max_rows and n > max_rows:
+        # a window larger than max_rows is measured on a uniform sample of it (the same records every time)
+        relation, sample_rows = mart_stats.hashed_sample(conn, relation, list(columns), max_rows / n)
         outcome.info["sampled_rows"] = sample_rows
+    builtin = {c for c, t in tests.items() if t.builtin}
     tasks: dict[str, Any] = {}
-    for c, key in columns.items():
-        if profiles[key].kind == "numeric":
-            tasks[c] = lambda r, c=c, e=profiles[key].fine_edges: sqlstats.numeric_summary(r, sql, params, c, e)
+    for c in builtin:
+        profile, rel = profiles[columns[c]], relation
+        if profile.kind == "numeric":
+            tasks[c] = lambda r, c=c, e=profile.fine_edges, rel=rel: mart_stats.numeric_summary(r, rel, c, e)
         else:
-            tasks[c] = lambda r, c=c: sqlstats.column_counts(r, sql, params, c)
-    if sampled:  # the temporary table lives on this connection
-        summaries = {c: task(raw) for c, task in tasks.items()}
+            tasks[c] = lambda r, c=c, rel=rel: mart_stats.column_counts(r, rel, c)
+    if relation.temporary:  # the temporary table lives on this connection
+        summaries = {c: task(conn) for c, task in tasks.items()}
     else:
-        summaries = sqlstats.per_column(sub.mart.engine.raw_connection, tasks)
+        summaries = mart_stats.per_column(ctx.engine.raw_connection, tasks)
     exact_cols = [
         c
-        for c in columns
-        if methods[c] in (Method.KS, Method.WASSERSTEIN)
-        and profiles[columns[c]].values is not None
-        and n <= EXACT_LIMIT
+        for c in builtin
+        if tests[c].name in ("ks", "wasserstein") and profiles[columns[c]].values is not None and n <= EXACT_LIMIT
     ]
-    exact: dict[str, np.ndarray] = {}
-    if exact_cols:
-        frame = fetch_frame(raw, f"SELECT {', '.join('w.' + quote(c) for c in exact_cols)} FROM ({sql}) w", params)
-        exact = {c: pd.to_numeric(frame[c]).dropna().to_numpy(dtype=float) for c in exact_cols}
+    custom_cols = [c for c in columns if c not in builtin]
+    fetched = (
+        windows.columns(conn, relation, sorted(set(exact_cols) | set(custom_cols)))
+        if exact_cols or custom_cols
+        else None
+    )
+    exact = (
+        {c: pd.to_numeric(fetched[c]).dropna().to_numpy(dtype=float) for c in exact_cols} if fetched is not None else {}
+    )
+    reference_values: pd.DataFrame | None = None
+    if custom_cols:
+        source = {c: (ref.get("output_source") or s.prediction) if columns[c] == OUTPUT else c for c in custom_cols}
+        reference_values = windows.reference_rows(conn, ctx.reference_table, sorted(set(source.values())))
     drifted_features = 0
     results = []
     for column, key in columns.items():
-        profile, method, summary = profiles[key], methods[column], summaries[column]
-        numeric = profile.kind == "numeric"
-        present = summary.moments.count if numeric else sum(v for k, v in summary.items() if k is not None)
-        if present == 0:
-            results.append(
-                (
-                    column,
-                    ColumnDrift(
-                        column,
-                        method,
-                        None,
-                        None,
-                        _threshold(config, method, column),
-                        False,
-                        reason="no values in the window",
-                    ),
+        profile, test = profiles[key], tests[column]
+        threshold = _threshold(config, test, column)
+        if column in custom_cols:
+            assert fetched is not None and reference_values is not None
+            current = _values(fetched, column, profile.kind)
+            if current.size == 0:
+                result = ColumnDrift(column, test.name, None, None, threshold, False, reason="no values in the window")
+            else:
+                result = _custom(
+                    test, column, profile, threshold, _values(reference_values, source[column], profile.kind), current
                 )
-            )
-            continue
-        result = _drift(
-            profile,
-            method,
-            _threshold(config, method, column),
-            summary if numeric else None,
-            None if numeric else summary,
-            exact.get(column),
-        )
+        else:
+            summary = summaries[column]
+            numeric = profile.kind == "numeric"
+            present = summary.moments.count if numeric else sum(v for k, v in summary.items() if k is not None)
+            if present == 0:
+                result = ColumnDrift(column, test.name, None, None, threshold, False, reason="no values in the window")
+            else:
+                result = _drift(
+                    profile,
+                    test,
+                    threshold,
+                    summary if numeric else None,
+                    None if numeric else summary,
+                    exact.get(column),
+                )
         results.append((column, result))
-        if key != "__output__" and result.drifted:
+        if key != OUTPUT and result.drifted:
             drifted_features += 1
-    n_features = sum(1 for c, k in columns.items() if k != "__output__")
+    n_features = sum(1 for c, k in columns.items() if k != OUTPUT)
     for column, r in results:
-        spec = SPECS[r.method]
+        test = tests[column]
         outcome.measurements.append(
             Measurement(
                 str(KIND),
-                str(r.method),
+                r.method,
                 r.value,
                 r.threshold,
-                str(spec.threshold_type),
+                str(ThresholdType.LOWER_LIMIT if test.p_value else ThresholdType.UPPER_LIMIT),
                 r.drifted,
                 feature=column,
                 details={
                     "statistic": r.statistic,
                     "kind": profiles[columns[column]].kind,
                     "reason": r.reason,
-                    "output": columns[column] == "__output__",
+                    "output": columns[column] == OUTPUT,
                     "histogram": r.histogram,
+                    **({"test": r.details} if r.details else {}),
                 },
             )
         )
@@ -420,7 +560,7 @@ def run(sub: Subscription, config: MonitorConfig, window: Window, raw: Any) -> M
     outcome.measurements.append(
         Measurement(
             str(KIND),
-            "share_of_drifted_features",
+            SHARE,
             share,
             drift_share,
             str(ThresholdType.UPPER_LIMIT),

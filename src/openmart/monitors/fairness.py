@@ -21,28 +21,31 @@ import contextlib
 import logging
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from openmart.context import SubscriptionContext
 from openmart.errors import MonitorError, ProviderError
-from openmart.evaluation.results import Measurement, MonitorOutcome
-from openmart.evaluation.window import Window, fetch_frame
-from openmart.mart.identifiers import quote
+from openmart.mart import stats
+from openmart.mart import windows as windows_gateway
 from openmart.mart.records import as_text
-from openmart.monitors.config import (
-    MonitorConfig,
-    MonitorKind,
-    Threshold,
-    ThresholdType,
-    parse_group,
-    parse_threshold,
+from openmart.mart.stats import Groups, Membership
+from openmart.mart.windows import Window
+from openmart.monitors.base import (
+    BaseMonitor,
+    Direction,
+    Measurement,
+    MetricSpec,
+    MonitorOutcome,
+    OptionSpec,
+    as_context,
+    min_records_option,
+    thresholds_option,
 )
+from openmart.monitors.config import MonitorConfig, MonitorKind, Threshold, ThresholdType, parse_group
 from openmart.schema import ColumnKind, ProblemType
-
-if TYPE_CHECKING:
-    from openmart.api import Subscription
 
 KIND = MonitorKind.FAIRNESS
 L, U = ThresholdType.LOWER_LIMIT, ThresholdType.UPPER_LIMIT
@@ -77,103 +80,151 @@ def _quiet() -> Iterator[None]:
 
 
 def _group(value: Any) -> list[Any]:
-    return (
-        parse_group(value)
-        if isinstance(value, str)
-        else [list(v) if isinstance(v, list | tuple) else v for v in (value if isinstance(value, list) else [value])]
+    if isinstance(value, str):
+        return parse_group(value)
+    items = value if isinstance(value, list | tuple) else [value]
+    return [list(v) if isinstance(v, list | tuple) else v for v in items]
+
+
+def _given(value: Any) -> bool:
+    return value is not None and not (isinstance(value, str | list | tuple) and not len(value))
+
+
+_METRIC_HELP = {
+    "disparate_impact": "favourable rate of the monitored group / the reference group's (OpenScale's fairness)",
+    "statistical_parity_difference": "favourable rate difference, monitored - reference",
+    "equal_opportunity_difference": "true positive rate difference (labelled records)",
+    "average_odds_difference": "mean of the TPR and FPR differences (labelled records)",
+    "false_positive_rate_difference": "false positive rate difference (labelled records)",
+    "error_rate_difference": "error rate difference (labelled records)",
+    "theil_index": "generalized entropy index, alpha = 1 (labelled records)",
+    "balanced_disparate_impact": "disparate impact on payload plus perturbed records",
+    "perturbation_flip_rate": "share of monitored records whose outcome flips with the attribute switched",
+}
+_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "disparate_impact": (0.0, None),
+    "balanced_disparate_impact": (0.0, None),
+    "statistical_parity_difference": (-1.0, 1.0),
+    "equal_opportunity_difference": (-1.0, 1.0),
+    "average_odds_difference": (-1.0, 1.0),
+    "false_positive_rate_difference": (-1.0, 1.0),
+    "error_rate_difference": (-1.0, 1.0),
+    "theil_index": (0.0, None),
+    "perturbation_flip_rate": (0.0, 1.0),
+}
+
+
+class FairnessMonitor(BaseMonitor):
+    """Monitored group against reference group, per protected attribute (OpenScale's fairness)."""
+
+    kind = KIND
+    description = "Monitored vs reference group per protected attribute: disparate impact and aif360's metrics."
+    options = (
+        OptionSpec(
+            "attributes",
+            list,
+            required=True,
+            help="[{feature, monitored, reference}]: categories (female,other) or ranges (18-25) per group.",
+        ),
+        OptionSpec("favourable", object, None, help="Favourable outcomes (default: the last class label)."),
+        thresholds_option(),
+        min_records_option(100),
+        OptionSpec("perturb", bool, True, help="Re-score records with the attribute switched (costs scoring calls)."),
+        OptionSpec("max_perturbed", int, 500, low=0, high=100_000, help="Records re-scored per group at most."),
+        OptionSpec("debias", bool, True, help="Report aif360 equalized-odds post-processing (passive de-biasing)."),
+    )
+    metrics = tuple(
+        MetricSpec(
+            name,
+            Direction.HIGHER_IS_BETTER if side is L else Direction.LOWER_IS_BETTER,
+            0.8 if name == "disparate_impact" else None,
+            low=_RANGES[name][0],
+            high=_RANGES[name][1],
+            help=_METRIC_HELP[name],
+        )
+        for name, side in DIRECTIONS.items()
     )
 
-
-def configure(
-    sub: Subscription,
-    *,
-    attributes: Sequence[Mapping[str, Any]] = (),
-    favourable: Any = None,
-    thresholds: Sequence[str | Mapping[str, Any]] = (),
-    min_records: int = 100,
-    perturb: bool = True,
-    max_perturbed: int = 500,
-    debias: bool = True,
-    **unknown: Any,
-) -> MonitorConfig:
-    if unknown:
-        raise MonitorError(f"fairness monitor: unknown options {sorted(unknown)}")
-    s = sub.schema
-    if not attributes:
-        raise MonitorError(
-            "fairness monitor: give at least one protected attribute with monitored and reference groups"
-        )
-    parsed_attrs = []
-    for a in attributes:
-        feature = a.get("feature")
-        column = s.column(str(feature))  # raises, naming it, when it is not in the schema
-        monitored, reference = _group(a.get("monitored")), _group(a.get("reference"))
-        for g in (monitored, reference):
-            ranges = [v for v in g if isinstance(v, list)]
-            if ranges and column.kind is ColumnKind.CATEGORICAL:
-                raise MonitorError(f"fairness: {feature!r} is categorical; give category values, not ranges")
-        if column.kind is ColumnKind.CATEGORICAL:  # categories are text in the mart: "2", not 2
-            monitored, reference = [as_text(v) for v in monitored], [as_text(v) for v in reference]
-        if set(map(str, monitored)) & set(map(str, reference)):
-            raise MonitorError(f"fairness: {feature!r} has values in both the monitored and the reference group")
-        parsed_attrs.append(
-            {"feature": column.name, "monitored": monitored, "reference": reference, "kind": str(column.kind)}
-        )
-    if favourable is None:
-        if s.problem_type is ProblemType.REGRESSION or not s.class_labels:
-            raise MonitorError("fairness monitor: give the favourable outcomes (--favourable)")
-        favourable = [s.class_labels[-1]]
-    fav = _group(favourable)
-    if s.problem_type is not ProblemType.REGRESSION:
-        labels = {str(v) for v in (s.class_labels or ())}
-        unknown_classes = [v for v in fav if isinstance(v, list) or str(v) not in labels]
-        if unknown_classes:
+    def check(self, ctx: SubscriptionContext, values: dict[str, Any]) -> dict[str, Any]:
+        s = ctx.schema
+        attributes = values["attributes"]
+        if not attributes:
             raise MonitorError(
-                f"fairness: favourable outcome(s) {unknown_classes} are not class labels {list(s.class_labels or ())}"
+                "fairness monitor: option 'attributes' needs at least one protected attribute "
+                "with monitored and reference groups"
             )
-    parsed = [
-        parse_threshold(t, DIRECTIONS) if isinstance(t, str) else Threshold.from_dict(dict(t)) for t in thresholds
-    ]
-    if not any(t.metric == "disparate_impact" for t in parsed):
-        parsed.append(Threshold("disparate_impact", L, 0.8))
-    params = {
-        "attributes": parsed_attrs,
-        "favourable": fav,
-        "perturb": bool(perturb),
-        "max_perturbed": int(max_perturbed),
-        "debias": bool(debias),
-    }
-    return MonitorConfig(KIND, params, parsed, int(min_records))
+        parsed_attrs = []
+        for i, a in enumerate(attributes):
+            where = f"fairness monitor: option 'attributes[{i}]'"
+            if not isinstance(a, Mapping):
+                raise MonitorError(f"{where} must be a mapping {{feature, monitored, reference}}; got {a!r}")
+            unknown = sorted(set(a) - {"feature", "monitored", "reference", "kind"})
+            if unknown:
+                raise MonitorError(f"{where}: unknown key {unknown[0]!r} (known: feature, monitored, reference)")
+            for key in ("feature", "monitored", "reference"):
+                if not _given(a.get(key)):
+                    raise MonitorError(
+                        f"{where}.{key} is missing: give the {key} "
+                        + ("column" if key == "feature" else "group's values (female,other) or ranges (18-25)")
+                    )
+            feature = a["feature"]
+            column = s.column(str(feature))  # raises, naming it, when it is not in the schema
+            monitored, reference = _group(a["monitored"]), _group(a["reference"])
+            for key, g in (("monitored", monitored), ("reference", reference)):
+                if any(v is None or (isinstance(v, str) and not v.strip()) for v in g):
+                    raise MonitorError(f"{where}.{key}: an empty value in {a[key]!r}")
+                ranges = [v for v in g if isinstance(v, list)]
+                if ranges and column.kind is ColumnKind.CATEGORICAL:
+                    raise MonitorError(f"fairness: {feature!r} is categorical; give category values, not ranges")
+                if column.kind is ColumnKind.NUMERIC and any(
+                    not isinstance(v, list) and not isinstance(v, int | float) for v in g
+                ):
+                    raise MonitorError(f"{where}.{key}: {feature!r} is numeric; give numbers or ranges (18-25)")
+                for r in ranges:
+                    if len(r) != 2 or not all(isinstance(x, int | float) for x in r) or r[0] > r[1]:
+                        raise MonitorError(f"{where}.{key}: range {r!r} must be [low, high] with low <= high")
+            if column.kind is ColumnKind.CATEGORICAL:  # categories are text in the mart: "2", not 2
+                monitored, reference = [as_text(v) for v in monitored], [as_text(v) for v in reference]
+            if set(map(str, monitored)) & set(map(str, reference)):
+                raise MonitorError(f"fairness: {feature!r} has values in both the monitored and the reference group")
+            parsed_attrs.append(
+                {"feature": column.name, "monitored": monitored, "reference": reference, "kind": str(column.kind)}
+            )
+        favourable = values["favourable"]
+        if not _given(favourable):
+            if s.problem_type is ProblemType.REGRESSION or not s.class_labels:
+                raise MonitorError("fairness monitor: give the favourable outcomes (option 'favourable', --favourable)")
+            favourable = [s.class_labels[-1]]
+        fav = _group(favourable)
+        if s.problem_type is not ProblemType.REGRESSION:
+            labels = {str(v) for v in (s.class_labels or ())}
+            unknown_classes = [v for v in fav if isinstance(v, list) or str(v) not in labels]
+            if unknown_classes:
+                raise MonitorError(
+                    f"fairness: favourable outcome(s) {unknown_classes} are not class labels "
+                    f"{list(s.class_labels or ())}"
+                )
+        return {
+            "attributes": parsed_attrs,
+            "favourable": fav,
+            "perturb": bool(values["perturb"]),
+            "max_perturbed": int(values["max_perturbed"]),
+            "debias": bool(values["debias"]),
+        }
 
+    def thresholds(self, ctx: SubscriptionContext, given: Sequence[Any], parameters: dict[str, Any]) -> list[Threshold]:
+        out = super().thresholds(ctx, given, parameters)
+        features = [a["feature"] for a in parameters["attributes"]]
+        for t in out:
+            if t.feature is not None and t.feature not in features:
+                raise MonitorError(
+                    f"fairness threshold on {t.metric!r} for {t.feature!r}: not a protected attribute "
+                    f"(these are: {', '.join(features)})"
+                )
+        return out
 
-# -- SQL pieces -------------------------------------------------------------------------------------
-
-
-def _membership_sql(expr: str, values: Sequence[Any], numeric: bool, prefix: str, args: dict[str, Any]) -> str:
-    parts = []
-    cats = [v for v in values if not isinstance(v, list)]
-    for i, v in enumerate(v for v in values if isinstance(v, list)):
-        args[f"{prefix}lo{i}"], args[f"{prefix}hi{i}"] = float(v[0]), float(v[1])
-        parts.append(f"({expr} BETWEEN %({prefix}lo{i})s AND %({prefix}hi{i})s)")
-    if cats:
-        if numeric:
-            args[f"{prefix}num"] = [float(v) for v in cats]
-            parts.append(f"{expr} = ANY(%({prefix}num)s::float8[])")
-        else:
-            args[f"{prefix}cat"] = [str(v) for v in cats]
-            parts.append(f"{expr}::text = ANY(%({prefix}cat)s::text[])")
-    return "(" + " OR ".join(parts) + ")" if parts else "false"
-
-
-def _group_sql(expr: str, attr: Mapping[str, Any], args: dict[str, Any], tag: str) -> str:
-    numeric = attr["kind"] == "numeric"
-    mon = _membership_sql(expr, attr["monitored"], numeric, f"{tag}m", args)
-    ref = _membership_sql(expr, attr["reference"], numeric, f"{tag}r", args)
-    return f"CASE WHEN {mon} THEN {MONITORED} WHEN {ref} THEN {REFERENCE} END"
-
-
-def _favourable_sql(expr: str, favourable: Sequence[Any], numeric: bool, args: dict[str, Any], tag: str) -> str:
-    return f"coalesce({_membership_sql(expr, favourable, numeric, tag, args)}, false)"
+    def run(self, ctx: SubscriptionContext, config: MonitorConfig, window: Window, conn: Any) -> MonitorOutcome:
+        return run(as_context(ctx), config, window, conn)
 
 
 # -- metrics from counts (aif360 with instance weights) ---------------------------------------------
@@ -237,50 +288,40 @@ def rates(counts: pd.DataFrame) -> dict[str, Any]:
 # -- run over the mart ----------------------------------------------------------------------------
 
 
-def _counts(
-    raw: Any, base_sql: str, params: dict[str, Any], group_expr: str, pred_expr: str, label_expr: str | None
-) -> pd.DataFrame:
-    cols = f"{group_expr} AS group_, {pred_expr}::int AS pred" + (f", {label_expr}::int AS label" if label_expr else "")
-    keys = "group_, pred" + (", label" if label_expr else "")
-    frame = fetch_frame(
-        raw, f"SELECT {keys}, count(*) AS n FROM (SELECT {cols} FROM ({base_sql}) w) q GROUP BY {keys}", params
+def _groups(attr: Mapping[str, Any]) -> Groups:
+    numeric = attr["kind"] == "numeric"
+    return Groups(
+        attr["feature"],
+        Membership(tuple(attr["monitored"]), numeric),
+        Membership(tuple(attr["reference"]), numeric),
+        MONITORED,
+        REFERENCE,
     )
-    frame = frame.rename(columns={"group_": "group"})
-    frame["n"] = frame["n"].astype(int)
-    return frame
 
 
-def run(sub: Subscription, config: MonitorConfig, window: Window, raw: Any) -> MonitorOutcome:
-    s = sub.schema
+def run(ctx: SubscriptionContext, config: MonitorConfig, window: Window, conn: Any) -> MonitorOutcome:
+    s = ctx.schema
     outcome = MonitorOutcome(str(KIND))
     p = config.parameters
-    favourable = p["favourable"]
-    out_numeric = s.outputs_numeric
-    payload_sql, payload_params = window.payload_sql(sub.payload.table)
-    labelled_cols = ", ".join(
-        [
-            f"coalesce(p.{quote(a['feature'])}, f.{quote(a['feature'])}) AS {quote(a['feature'])}"
-            for a in p["attributes"]
-        ]
-        + [
-            f"coalesce(p.{quote(s.prediction)}, f.{quote(s.prediction)}) AS {quote(s.prediction)}",
-            f"f.{quote(s.label)} AS {quote(s.label)}",
-        ]
+    favourable = Membership(tuple(p["favourable"]), s.outputs_numeric)
+    payload = windows_gateway.payload(window, ctx.payload_table)
+    labelled = windows_gateway.labelled(
+        window,
+        ctx.feedback_table,
+        ctx.payload_table,
+        joined=[*(a["feature"] for a in p["attributes"]), s.prediction],
+        feedback=[s.label],
+        present=[s.prediction],
     )
-    labelled_sql, labelled_params = window.labelled_sql(sub.feedback.table, sub.payload.table, labelled_cols)
     reached = 0
-    for i, attr in enumerate(p["attributes"]):
+    for attr in p["attributes"]:
         feature = attr["feature"]
-        args = dict(payload_params)
-        pred = _favourable_sql(f"w.{quote(s.prediction)}", favourable, out_numeric, args, f"f{i}")
+        groups = _groups(attr)
         if attr["kind"] == "numeric":
-            group = _group_sql(f"w.{quote(feature)}", attr, args, f"g{i}")
-            counts = _counts(raw, payload_sql, args, group, pred, None)
-            by_value = _rates_by_value(
-                raw, payload_sql, payload_params, feature, pred_sql=pred, args=args, numeric=True, attr=attr
-            )
+            counts = stats.group_outcome_counts(conn, payload, groups, prediction=s.prediction, favourable=favourable)
+            by_value = _rates_by_range(conn, payload, attr, s.prediction, favourable)
         else:  # one scan: counts by value, from which the groups follow
-            counts, by_value = _categorical_counts(raw, payload_sql, args, feature, pred, attr)
+            counts, by_value = _categorical_counts(conn, payload, feature, s.prediction, favourable, attr)
         in_groups = counts[counts["group"].notna()].astype({"group": int})
         excluded = int(counts.loc[counts["group"].isna(), "n"].sum())
         n = int(in_groups["n"].sum())
@@ -308,39 +349,22 @@ def run(sub: Subscription, config: MonitorConfig, window: Window, raw: Any) -> M
             continue
         values = metrics_from_counts(in_groups, with_labels=False)
         # labelled records, for the metrics that need the truth
-        largs = dict(labelled_params)
-        lgroup = _group_sql(f"w.{quote(feature)}", attr, largs, f"lg{i}")
-        lpred = _favourable_sql(f"w.{quote(s.prediction)}", favourable, out_numeric, largs, f"lf{i}")
-        llabel = _favourable_sql(f"w.{quote(s.label)}", favourable, out_numeric, largs, f"ll{i}")
-        lcounts = _counts(
-            raw,
-            f"SELECT * FROM ({labelled_sql}) l WHERE {quote(s.prediction)} IS NOT NULL",
-            largs,
-            lgroup,
-            lpred,
-            llabel,
+        lcounts = stats.group_outcome_counts(
+            conn, labelled, groups, prediction=s.prediction, favourable=favourable, label=s.label
         )
         lcounts = lcounts[lcounts["group"].notna()].astype({"group": int})
-        labelled = int(lcounts["n"].sum())
-        if labelled >= config.min_records and lcounts["group"].nunique() == 2:
+        n_labelled = int(lcounts["n"].sum())
+        if n_labelled >= config.min_records and lcounts["group"].nunique() == 2:
             values |= {k: v for k, v in metrics_from_counts(lcounts, with_labels=True).items() if k not in values}
-        details["labelled_records"] = labelled
-        if p.get("perturb") and feature in s.feature_names and sub.binding and sub.deployment_id:
+        details["labelled_records"] = n_labelled
+        if p.get("perturb") and feature in s.feature_names and ctx.binding and ctx.deployment_id:
             try:
                 values |= _perturbation(
-                    sub,
-                    raw,
-                    payload_sql,
-                    payload_params,
-                    attr,
-                    favourable,
-                    details,
-                    outcome,
-                    int(p.get("max_perturbed", 500)),
+                    ctx, conn, payload, attr, p["favourable"], details, outcome, int(p.get("max_perturbed", 500))
                 )
             except ProviderError as exc:  # the numbers above stand; say why the re-scoring is missing
                 details["perturbation"] = {"error": str(exc)}
-        if p.get("debias") and labelled >= config.min_records:
+        if p.get("debias") and n_labelled >= config.min_records:
             details["debiased"] = debias_from_counts(lcounts)
         group_label = ",".join(map(str, attr["monitored"]))
         for metric, value in values.items():
@@ -363,15 +387,10 @@ def run(sub: Subscription, config: MonitorConfig, window: Window, raw: Any) -> M
 
 
 def _categorical_counts(
-    raw: Any, sql: str, args: dict[str, Any], feature: str, pred_sql: str, attr: Mapping[str, Any]
+    conn: Any, payload: Any, feature: str, prediction: str, favourable: Membership, attr: Mapping[str, Any]
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Counts by (value, favourable) in one scan; group counts and favourable % per value from it."""
-    frame = fetch_frame(
-        raw,
-        f"SELECT w.{quote(feature)}::text AS v, ({pred_sql})::int AS pred, count(*) AS n FROM ({sql}) w GROUP BY 1, 2",
-        args,
-    )
-    frame["n"] = frame["n"].astype(int)
+    frame = stats.value_outcome_counts(conn, payload, feature, prediction=prediction, favourable=favourable)
     monitored, reference = set(map(str, attr["monitored"])), set(map(str, attr["reference"]))
     frame["group"] = frame["v"].map(lambda v: MONITORED if v in monitored else REFERENCE if v in reference else None)
     counts = frame.groupby(["group", "pred"], dropna=False, as_index=False)["n"].sum()
@@ -386,41 +405,19 @@ def _categorical_counts(
     return counts, by_value
 
 
-def _rates_by_value(
-    raw: Any,
-    sql: str,
-    params: dict[str, Any],
-    feature: str,
-    pred_sql: str,
-    args: dict[str, Any],
-    numeric: bool,
-    attr: Mapping[str, Any],
+def _rates_by_range(
+    conn: Any, payload: Any, attr: Mapping[str, Any], prediction: str, favourable: Membership
 ) -> dict[str, Any]:
-    """Favourable % per distinct value (categorical) or per configured range (numeric)."""
-    if numeric:
-        out = {}
-        for side in ("monitored", "reference"):
-            for v in attr[side]:
-                a = dict(args)
-                cond = _membership_sql(f"w.{quote(feature)}", [v], True, "bv", a)
-                frame = fetch_frame(
-                    raw,
-                    f"SELECT count(*) FILTER (WHERE {pred_sql}) AS fav, count(*) AS n FROM ({sql}) w WHERE {cond}",
-                    a,
-                )
-                n, fav = int(frame["n"][0]), int(frame["fav"][0] or 0)
-                label = f"{v[0]:g}-{v[1]:g}" if isinstance(v, list) else str(v)
-                out[label] = {"records": n, "favourable_percent": 100.0 * fav / n if n else None}
-        return out
-    frame = fetch_frame(
-        raw,
-        f"SELECT w.{quote(feature)}::text AS v, count(*) FILTER (WHERE {pred_sql}) AS fav, "
-        f"count(*) AS n FROM ({sql}) w GROUP BY 1 ORDER BY n DESC LIMIT 50",
-        args,
-    )
-    return {
-        str(r.v): {"records": int(r.n), "favourable_percent": 100.0 * int(r.fav) / int(r.n)} for r in frame.itertuples()
-    }
+    """Favourable % per configured value or range of a numeric attribute."""
+    out = {}
+    for side in ("monitored", "reference"):
+        for v in attr[side]:
+            n, fav = stats.membership_outcome_counts(
+                conn, payload, attr["feature"], Membership((v,), True), prediction=prediction, favourable=favourable
+            )
+            label = f"{v[0]:g}-{v[1]:g}" if isinstance(v, list) else str(v)
+            out[label] = {"records": n, "favourable_percent": 100.0 * fav / n if n else None}
+    return out
 
 
 def _switch_value(attr: Mapping[str, Any], to: str) -> Any:
@@ -429,10 +426,9 @@ def _switch_value(attr: Mapping[str, Any], to: str) -> Any:
 
 
 def _perturbation(
-    sub: Subscription,
-    raw: Any,
-    sql: str,
-    params: dict[str, Any],
+    ctx: SubscriptionContext,
+    conn: Any,
+    payload: Any,
     attr: Mapping[str, Any],
     favourable: Sequence[Any],
     details: dict[str, Any],
@@ -442,16 +438,10 @@ def _perturbation(
     """Score each group's records again with the attribute switched to the other group."""
     from openmart.scoring.score import score_frame
 
-    s = sub.schema
+    s = ctx.schema
     feature = attr["feature"]
-    cols = ", ".join(f"w.{quote(c)}" for c in s.feature_names)
-    a = dict(params)
-    group = _group_sql(f"w.{quote(feature)}", attr, a, "pg")
-    frame = fetch_frame(
-        raw,
-        f"SELECT * FROM (SELECT {cols}, {group} AS grp_, w.{quote(s.prediction)} AS pred_ "
-        f"FROM ({sql}) w) q WHERE grp_ IS NOT NULL ORDER BY random() LIMIT %(p_lim)s",
-        {**a, "p_lim": 2 * limit},
+    frame = stats.group_sample(
+        conn, payload, _groups(attr), columns=s.feature_names, prediction=s.prediction, limit=2 * limit
     )
     if frame.empty:
         return {}
@@ -463,9 +453,9 @@ def _perturbation(
     )
     if attr["kind"] == "numeric":
         switched[feature] = pd.to_numeric(switched[feature])
-    provider = sub.provider()
+    provider = ctx.provider()
     try:
-        scored = score_frame(sub, switched.loc[:, s.feature_names], provider=provider)
+        scored = score_frame(ctx, switched.loc[:, s.feature_names], provider=provider)
     finally:
         provider.close()
     outcome.scoring_calls += len(switched)

@@ -59,7 +59,7 @@ def interior_edges(values: np.ndarray, bins: int) -> np.ndarray:
 
 
 def bucket_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Counts per bucket with PostgreSQL ``width_bucket`` semantics (see monitors.sqlstats)."""
+    """Counts per bucket with PostgreSQL ``width_bucket`` semantics (see openmart.mart.stats)."""
     return np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
 
 

@@ -8,22 +8,30 @@ through ``COPY ... TO STDOUT``; metrics are scikit-learn's own functions.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
+from openmart.context import SubscriptionContext
 from openmart.errors import MonitorError
-from openmart.evaluation.results import Measurement, MonitorOutcome
-from openmart.evaluation.window import Window, fetch_arrow, fetch_frame
-from openmart.mart.identifiers import quote
-from openmart.monitors.config import MonitorConfig, MonitorKind, Threshold, ThresholdType, parse_threshold
+from openmart.mart import stats, windows
+from openmart.mart.windows import Window
+from openmart.monitors.base import (
+    BaseMonitor,
+    Direction,
+    Measurement,
+    MetricSpec,
+    MonitorOutcome,
+    as_context,
+    min_records_option,
+    parse_thresholds,
+    thresholds_option,
+)
+from openmart.monitors.config import MonitorConfig, MonitorKind, Threshold, ThresholdType
 from openmart.schema import ProblemType
-
-if TYPE_CHECKING:
-    from openmart.api import Subscription
 
 KIND = MonitorKind.QUALITY
 L, U = ThresholdType.LOWER_LIMIT, ThresholdType.UPPER_LIMIT
@@ -80,27 +88,6 @@ DEFAULT_THRESHOLDS = {
     ProblemType.MULTICLASS: [Threshold("accuracy", L, 0.8)],
     ProblemType.REGRESSION: [],
 }
-
-
-def configure(
-    sub: Subscription, *, thresholds: Sequence[str | Mapping[str, Any]] = (), min_records: int = 100, **unknown: Any
-) -> MonitorConfig:
-    if unknown:
-        raise MonitorError(f"quality monitor: unknown options {sorted(unknown)}")
-    problem = sub.schema.problem_type
-    parsed = [
-        parse_threshold(t, DIRECTIONS) if isinstance(t, str) else Threshold.from_dict(dict(t)) for t in thresholds
-    ]
-    for t in parsed:
-        if t.metric not in METRICS[problem]:
-            raise MonitorError(
-                f"quality threshold on {t.metric!r}: not a {problem} metric (choose from {', '.join(METRICS[problem])})"
-            )
-    given = {t.metric for t in parsed}
-    parsed += [t for t in DEFAULT_THRESHOLDS[problem] if t.metric not in given]
-    if min_records < 1:
-        raise MonitorError("min_records must be at least 1")
-    return MonitorConfig(KIND, {}, parsed, int(min_records))
 
 
 # -- metrics (pure) -------------------------------------------------------------------------------
@@ -175,96 +162,136 @@ def compute(
     return values, details
 
 
-# -- run over the mart ----------------------------------------------------------------------------
+# -- the monitor ----------------------------------------------------------------------------------
+
+_HELP = {
+    "accuracy": "share of correct predictions",
+    "roc_auc": "area under the ROC curve",
+    "average_precision": "area under the precision-recall curve",
+    "log_loss": "logarithmic loss of the probabilities",
+    "r2": "coefficient of determination",
+    "mape": "mean absolute percentage error",
+}
+_ALL_METRICS = tuple(dict.fromkeys(m for ms in METRICS.values() for m in ms))
 
 
-def _score_unscored_feedback(sub: Subscription, raw: Any) -> int:
-    """Feedback with neither a payload twin nor a prediction: score it now, store the scoring."""
-    s = sub.schema
-    if not sub.binding or not sub.deployment_id:
-        return 0
-    cols = ", ".join(f"f.{quote(c)}" for c in s.feature_names)
-    frame = fetch_frame(
-        raw,
-        f"SELECT f.record_id, {cols} FROM {quote(sub.feedback.table)} f "
-        f"LEFT JOIN {quote(sub.payload.table)} p ON p.scoring_id = f.scoring_id "
-        f"WHERE p.scoring_id IS NULL AND f.{quote(s.prediction)} IS NULL",
-        {},
+def _spec(metric: str) -> MetricSpec:
+    higher = DIRECTIONS[metric] is L
+    bounded = metric not in ("log_loss", "mae", "mse", "rmse", "mape", "r2", "explained_variance")
+    return MetricSpec(
+        metric,
+        Direction.HIGHER_IS_BETTER if higher else Direction.LOWER_IS_BETTER,
+        None,
+        low=None if metric in ("r2", "explained_variance") else 0.0,
+        high=1.0 if bounded else None,
+        help=_HELP.get(metric, metric.replace("_", " ")),
     )
+
+
+class QualityMonitor(BaseMonitor):
+    """How right the model is, over labelled records (OpenScale's quality monitor)."""
+
+    kind = KIND
+    description = "How right the model is, over labelled records (feedback linked to payload by scoring_id)."
+    options = (thresholds_option(), min_records_option(100))
+    metrics = tuple(_spec(m) for m in _ALL_METRICS)
+
+    def applicable_metrics(self, ctx: SubscriptionContext) -> Sequence[MetricSpec]:
+        names = set(METRICS[ctx.schema.problem_type])
+        return [m for m in self.metrics if m.name in names]
+
+    def thresholds(self, ctx: SubscriptionContext, given: Sequence[Any], parameters: dict[str, Any]) -> list[Threshold]:
+        problem = ctx.schema.problem_type
+        parsed = parse_thresholds(self.kind, self.metrics, given)
+        for t in parsed:
+            if t.metric not in METRICS[problem]:
+                raise MonitorError(
+                    f"quality threshold on {t.metric!r}: not a {problem} metric "
+                    f"(choose from {', '.join(METRICS[problem])})"
+                )
+        named = {t.metric for t in parsed}
+        return parsed + [t for t in DEFAULT_THRESHOLDS[problem] if t.metric not in named]
+
+    def run(self, ctx: SubscriptionContext, config: MonitorConfig, window: Window, conn: Any) -> MonitorOutcome:
+        ctx = as_context(ctx)
+        s = ctx.schema
+        outcome = MonitorOutcome(str(KIND))
+        # feedback without a prediction is scored first (E: this moves into the runner, in bulk)
+        outcome.scoring_calls = _score_unscored_feedback(ctx, conn)
+        relation = windows.labelled(
+            window,
+            ctx.feedback_table,
+            ctx.payload_table,
+            joined=[s.prediction, *([s.probability] if s.probability else [])],
+            feedback=[s.label],
+        )
+        numeric = s.outputs_numeric
+        table = stats.labelled_outputs(
+            conn,
+            relation,
+            label=s.label,
+            prediction=s.prediction,
+            probability=s.probability,
+            numeric=numeric,
+            multiclass=s.problem_type is ProblemType.MULTICLASS,
+        )
+        n = table.num_rows
+        outcome.records = n
+        if n < config.min_records:
+            outcome.status, outcome.reason = "not_enough_data", f"{n} labelled records, fewer than {config.min_records}"
+            return outcome
+        y_true = table.column("y_true").to_numpy(zero_copy_only=False)
+        y_pred = table.column("y_pred").to_numpy(zero_copy_only=False)
+        proba = None
+        if s.probability:
+            col = table.column("proba")
+            if s.problem_type is ProblemType.MULTICLASS:
+                texts = col.to_pylist()
+                if all(t is not None for t in texts):
+                    proba = np.array([[float(x) for x in t.strip("{}").split(",")] for t in texts])
+            elif col.null_count == 0:
+                proba = col.to_numpy(zero_copy_only=False)
+        classes = list(s.class_labels) if s.class_labels is not None else None
+        if classes is not None and not numeric:
+            classes = [str(c) for c in classes]
+        values, details = compute(s.problem_type, y_true, y_pred, proba, classes)
+        for metric in METRICS[s.problem_type]:
+            extra: dict[str, Any] = {"records": n}
+            if metric in details["undefined"]:
+                extra["reason"] = details["undefined"][metric]
+            if metric == "accuracy" and "confusion_matrix" in details:
+                extra["confusion_matrix"] = details["confusion_matrix"]
+            outcome.measurements.append(
+                Measurement.judged(str(KIND), metric, values.get(metric), config.threshold(metric), details=extra)
+            )
+        if "confusion_matrix" in details:
+            outcome.info["confusion_matrix"] = details["confusion_matrix"]
+        return outcome
+
+
+def _score_unscored_feedback(ctx: SubscriptionContext, conn: Any) -> int:
+    """Feedback with neither a payload twin nor a prediction: score it now, store the scoring.
+    (To move into the evaluation runner, scored in bulk inside the evaluation's transaction.)"""
+    s = ctx.schema
+    if not ctx.binding or not ctx.deployment_id:
+        return 0
+    frame = windows.unscored_feedback(conn, ctx.feedback_table, ctx.payload_table, s.feature_names, s.prediction)
     if frame.empty:
         return 0
     from openmart.scoring.score import score_frame
 
     for c in s.numeric_features:
         frame[c] = pd.to_numeric(frame[c])
-    scored = score_frame(sub, frame)
+    scored = score_frame(ctx, frame)
     prob = s.probability if s.probability and s.probability in scored.columns else None
-    with raw.cursor() as cur:
-        rows = [
-            (
-                r[s.prediction],
-                (list(r[prob]) if isinstance(r[prob], list | np.ndarray) else r[prob]) if prob else None,
-                int(rid),
-            )
-            for rid, (_, r) in zip(frame["record_id"], scored.iterrows(), strict=True)
-        ]
-        target = f"{quote(s.prediction)} = %s" + (f", {quote(s.probability)} = %s" if prob else "")
-        for pred, p, rid in rows:
-            cur.execute(
-                f"UPDATE {quote(sub.feedback.table)} SET {target} WHERE record_id = %s",
-                (pred, p, rid) if prob else (pred, rid),
-            )
-    raw.commit()
-    return len(frame)
-
-
-def run(sub: Subscription, config: MonitorConfig, window: Window, raw: Any) -> MonitorOutcome:
-    s = sub.schema
-    outcome = MonitorOutcome(str(KIND))
-    outcome.scoring_calls = _score_unscored_feedback(sub, raw)
-    prob_expr = f"coalesce(p.{quote(s.probability)}, f.{quote(s.probability)})" if s.probability else "NULL"
-    columns = (
-        f"f.{quote(s.label)} AS y_true, coalesce(p.{quote(s.prediction)}, f.{quote(s.prediction)}) AS y_pred, "
-        f"{prob_expr} AS proba"
-    )
-    sql, params = window.labelled_sql(sub.feedback.table, sub.payload.table, columns)
-    sql = f"SELECT * FROM ({sql}) q WHERE y_true IS NOT NULL AND y_pred IS NOT NULL"
-    import pyarrow as pa
-
-    numeric = s.outputs_numeric
-    types = {"y_true": pa.float64() if numeric else pa.string(), "y_pred": pa.float64() if numeric else pa.string()}
-    if s.problem_type is not ProblemType.MULTICLASS:
-        types["proba"] = pa.float64()
-    table = fetch_arrow(raw, sql, params, types)
-    n = table.num_rows
-    outcome.records = n
-    if n < config.min_records:
-        outcome.status, outcome.reason = "not_enough_data", f"{n} labelled records, fewer than {config.min_records}"
-        return outcome
-    y_true = table.column("y_true").to_numpy(zero_copy_only=False)
-    y_pred = table.column("y_pred").to_numpy(zero_copy_only=False)
-    proba = None
-    if s.probability:
-        col = table.column("proba")
-        if s.problem_type is ProblemType.MULTICLASS:
-            texts = col.to_pylist()
-            if all(t is not None for t in texts):
-                proba = np.array([[float(x) for x in t.strip("{}").split(",")] for t in texts])
-        elif col.null_count == 0:
-            proba = col.to_numpy(zero_copy_only=False)
-    classes = list(s.class_labels) if s.class_labels is not None else None
-    if classes is not None and not numeric:
-        classes = [str(c) for c in classes]
-    values, details = compute(s.problem_type, y_true, y_pred, proba, classes)
-    for metric in METRICS[s.problem_type]:
-        extra = {"records": n}
-        if metric in details["undefined"]:
-            extra["reason"] = details["undefined"][metric]
-        if metric == "accuracy" and "confusion_matrix" in details:
-            extra["confusion_matrix"] = details["confusion_matrix"]
-        outcome.measurements.append(
-            Measurement.judged(str(KIND), metric, values.get(metric), config.threshold(metric), details=extra)
+    rows = [
+        (
+            int(rid),
+            r[s.prediction],
+            (list(r[prob]) if isinstance(r[prob], list | np.ndarray) else r[prob]) if prob else None,
         )
-    if "confusion_matrix" in details:
-        outcome.info["confusion_matrix"] = details["confusion_matrix"]
-    return outcome
+        for rid, (_, r) in zip(frame["record_id"], scored.iterrows(), strict=True)
+    ]
+    windows.set_feedback_outputs(conn, ctx.feedback_table, s.prediction, prob, rows)
+    conn.commit()
+    return len(frame)

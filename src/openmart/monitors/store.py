@@ -1,77 +1,85 @@
-"""``sub.monitors``: enable, disable and list a subscription's monitors (the ``monitors`` table)."""
+"""``sub.monitors``: enable, disable and list a subscription's monitors (stored in the
+``monitors`` table through :mod:`openmart.mart.monitor_configs`)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
-
-from openmart.errors import NotFound
-from openmart.mart import models
+from openmart.context import SubscriptionContext
+from openmart.errors import MonitorError, NotFound
+from openmart.mart import monitor_configs
 from openmart.monitors import registry
-from openmart.monitors.config import MonitorConfig, MonitorKind, Threshold
-
-if TYPE_CHECKING:
-    from openmart.api import Subscription
+from openmart.monitors.base import Monitor, as_context, validate_options
+from openmart.monitors.config import MonitorConfig, Threshold
 
 
 class Monitors:
-    def __init__(self, sub: Subscription) -> None:
-        self._sub = sub
+    def __init__(self, ctx: SubscriptionContext | Any) -> None:
+        self._ctx = ctx
 
-    def enable(self, kind: MonitorKind | str, **options: Any) -> MonitorConfig:
-        """Enable (or reconfigure) a monitor; options are checked against the subscription now,
-        not at the first evaluation."""
-        config = registry.get(kind).configure(self._sub, **options)
-        values = {
-            "subscription_id": self._sub.id,
-            "kind": str(config.kind),
-            "parameters": config.parameters,
-            "thresholds": [t.to_dict() for t in config.thresholds],
-            "min_records": config.min_records,
-            "enabled": True,
-        }
-        stmt = insert(models.Monitor).values(**values)
-        stmt = stmt.on_conflict_do_update(
-            constraint="uq_monitors_subscription_kind",
-            set_={k: stmt.excluded[k] for k in ("parameters", "thresholds", "min_records", "enabled")}
-            | {"updated_at": sa.func.now()},
-        )
-        with self._sub.mart.engine.begin() as conn:
-            conn.execute(stmt)
+    @property
+    def ctx(self) -> SubscriptionContext:
+        # an API Subscription may be given while it is being built: its context is read when used
+        return as_context(self._ctx)
+
+    def enable(self, kind: str, **options: Any) -> MonitorConfig:
+        """Enable (or reconfigure) a monitor. Its options are checked now, not at the first
+        evaluation: against the monitor's declared options (type, allowed values, range; an
+        unknown option is refused with the known ones listed), then by the monitor itself
+        against the subscription (its columns, classes, reference)."""
+        monitor = registry.get(kind)
+        ctx = self.ctx
+        config = monitor.configure(ctx, **validate_options(monitor, options))
+        _check_config(monitor, config)
+        with ctx.engine.begin() as conn:
+            monitor_configs.upsert(
+                conn,
+                ctx.id,
+                monitor.kind,
+                parameters=config.parameters,
+                thresholds=[t.to_dict() for t in config.thresholds],
+                min_records=config.min_records,
+            )
         return config
 
-    def disable(self, kind: MonitorKind | str) -> None:
-        with self._sub.mart.engine.begin() as conn:
-            done = conn.execute(
-                sa.update(models.Monitor)
-                .where(models.Monitor.subscription_id == self._sub.id, models.Monitor.kind == str(MonitorKind(kind)))
-                .values(enabled=False, updated_at=sa.func.now())
-            )
-        if done.rowcount == 0:
-            raise NotFound(f"subscription {self._sub.name!r} has no {kind} monitor")
+    def disable(self, kind: str) -> None:
+        ctx = self.ctx
+        with ctx.engine.begin() as conn:
+            done = monitor_configs.disable(conn, ctx.id, str(kind))
+        if not done:
+            raise NotFound(f"subscription {ctx.name!r} has no {kind} monitor")
 
     def configs(self) -> list[MonitorConfig]:
-        with sa.orm.Session(self._sub.mart.engine) as s:
-            rows = s.scalars(
-                sa.select(models.Monitor)
-                .where(models.Monitor.subscription_id == self._sub.id)
-                .order_by(models.Monitor.id)
-            ).all()
-            return [
-                MonitorConfig(
-                    MonitorKind(r.kind),
-                    dict(r.parameters),
-                    [Threshold.from_dict(t) for t in r.thresholds],
-                    r.min_records,
-                    r.enabled,
-                )
-                for r in rows
-            ]
+        ctx = self.ctx
+        with ctx.engine.connect() as conn:
+            rows = monitor_configs.list_for(conn, ctx.id)
+        return [
+            MonitorConfig(
+                r.kind, dict(r.parameters), [Threshold.from_dict(t) for t in r.thresholds], r.min_records, r.enabled
+            )
+            for r in rows
+        ]
 
-    def get(self, kind: MonitorKind | str) -> MonitorConfig:
+    def get(self, kind: str) -> MonitorConfig:
         for c in self.configs():
-            if c.kind == MonitorKind(kind):
+            if c.kind == str(kind):
                 return c
-        raise NotFound(f"subscription {self._sub.name!r} has no {kind} monitor")
+        raise NotFound(f"subscription {self.ctx.name!r} has no {kind} monitor")
+
+
+def _check_config(monitor: Monitor, config: Any) -> None:
+    """What a plug-in's configure() returned is something the mart can keep."""
+    if not isinstance(config, MonitorConfig):
+        raise MonitorError(f"monitor {monitor.kind!r}: configure() returned {type(config).__name__}, not MonitorConfig")
+    if config.kind != monitor.kind:
+        raise MonitorError(f"monitor {monitor.kind!r}: configure() returned a config of kind {config.kind!r}")
+    if not isinstance(config.min_records, int) or config.min_records < 1:
+        raise MonitorError(f"monitor {monitor.kind!r}: min_records must be an integer >= 1")
+    known = {m.name for m in monitor.metrics}
+    for t in config.thresholds:
+        if not isinstance(t, Threshold):
+            raise MonitorError(f"monitor {monitor.kind!r}: thresholds must be Threshold objects")
+        if known and t.metric not in known:
+            raise MonitorError(
+                f"{monitor.kind} threshold on {t.metric!r}: unknown metric (known: {', '.join(sorted(known))})"
+            )
