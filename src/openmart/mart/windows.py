@@ -166,38 +166,3 @@ def reference_rows(conn: Any, reference_table: str, columns: Sequence[str], limi
         sql += " LIMIT %(r_limit)s"
         params["r_limit"] = int(limit)
     return fetch_frame(conn, sql, params)
-
-
-# -- feedback without a prediction (scored by the quality monitor until the runner does it) --------
-
-
-def unscored_feedback(
-    conn: Any, feedback_table: str, payload_table: str, features: Sequence[str], prediction: str
-) -> pd.DataFrame:
-    """Feedback records with neither a payload twin nor a prediction: ``record_id`` and features."""
-    cols = ", ".join(f"f.{quote(c)}" for c in features)
-    return fetch_frame(
-        conn,
-        f"SELECT f.record_id, {cols} FROM {quote(feedback_table)} f "
-        f"LEFT JOIN {quote(payload_table)} p ON p.scoring_id = f.scoring_id "
-        f"WHERE p.scoring_id IS NULL AND f.{quote(prediction)} IS NULL",
-        {},
-    )
-
-
-def set_feedback_outputs(
-    conn: Any,
-    feedback_table: str,
-    prediction: str,
-    probability: str | None,
-    rows: Sequence[tuple[int, Any, Any]],
-) -> None:
-    """Store the scoring of feedback records: ``(record_id, prediction, probability)`` each."""
-    if not rows:
-        return
-    target = f"{quote(prediction)} = %s" + (f", {quote(probability)} = %s" if probability else "")
-    with driver(conn).cursor() as cur:
-        cur.executemany(
-            f"UPDATE {quote(feedback_table)} SET {target} WHERE record_id = %s",
-            [(pred, p, rid) if probability else (pred, rid) for rid, pred, p in rows],
-        )

@@ -1,6 +1,6 @@
 """Quality: how right the model is, over labelled records (feedback linked to payload by
 ``scoring_id``). Feedback records with no payload twin and no prediction are scored through
-the binding first, and that scoring is stored in the feedback table.
+the binding by the evaluation runner before the monitors run (in the evaluation's transaction).
 
 Only the three columns a metric needs (label, prediction, probability) leave the database,
 through ``COPY ... TO STDOUT``; metrics are scikit-learn's own functions.
@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from sklearn import metrics as skm
 
 from openmart.context import SubscriptionContext
@@ -216,8 +215,7 @@ class QualityMonitor(BaseMonitor):
         ctx = as_context(ctx)
         s = ctx.schema
         outcome = MonitorOutcome(str(KIND))
-        # feedback without a prediction is scored first (E: this moves into the runner, in bulk)
-        outcome.scoring_calls = _score_unscored_feedback(ctx, conn)
+        # feedback without a prediction was scored by the evaluation runner before this runs
         relation = windows.labelled(
             window,
             ctx.feedback_table,
@@ -267,31 +265,3 @@ class QualityMonitor(BaseMonitor):
         if "confusion_matrix" in details:
             outcome.info["confusion_matrix"] = details["confusion_matrix"]
         return outcome
-
-
-def _score_unscored_feedback(ctx: SubscriptionContext, conn: Any) -> int:
-    """Feedback with neither a payload twin nor a prediction: score it now, store the scoring.
-    (To move into the evaluation runner, scored in bulk inside the evaluation's transaction.)"""
-    s = ctx.schema
-    if not ctx.binding or not ctx.deployment_id:
-        return 0
-    frame = windows.unscored_feedback(conn, ctx.feedback_table, ctx.payload_table, s.feature_names, s.prediction)
-    if frame.empty:
-        return 0
-    from openmart.scoring.score import score_frame
-
-    for c in s.numeric_features:
-        frame[c] = pd.to_numeric(frame[c])
-    scored = score_frame(ctx, frame)
-    prob = s.probability if s.probability and s.probability in scored.columns else None
-    rows = [
-        (
-            int(rid),
-            r[s.prediction],
-            (list(r[prob]) if isinstance(r[prob], list | np.ndarray) else r[prob]) if prob else None,
-        )
-        for rid, (_, r) in zip(frame["record_id"], scored.iterrows(), strict=True)
-    ]
-    windows.set_feedback_outputs(conn, ctx.feedback_table, s.prediction, prob, rows)
-    conn.commit()
-    return len(frame)
