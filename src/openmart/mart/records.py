@@ -256,17 +256,40 @@ def as_text(value: Any) -> str:
     return str(value)
 
 
-def _text(series: pd.Series) -> pa.Array:
-    if isinstance(series.dtype, pd.StringDtype) or pd.api.types.is_string_dtype(series.dtype):
-        return pa.array(series, type=pa.string(), from_pandas=True)
+_NOT_TEXT = (bytes, bytearray, memoryview, Mapping, list, tuple, set, np.ndarray)
+
+
+def _text(kind: RecordKind, frame: pd.DataFrame, name: str) -> pa.Array:
+    """A text column: strings as they are, numbers in their canonical spelling (:func:`as_text`);
+    bytes, lists, objects and text that is not valid Unicode are refused by name."""
+    series = frame[name]
+    if isinstance(series.dtype, pd.StringDtype) or series.dtype == object:
+        try:  # the fast path: text throughout (NaN/None as NULL)
+            return pa.array(series, type=pa.string(), from_pandas=True)
+        except (pa.ArrowException, UnicodeError):
+            pass  # found and named below
     obj = series.astype(object)
-    mask = obj.isna().to_numpy()
-    strings = [None if m else as_text(v) for v, m in zip(obj.tolist(), mask, strict=True)]
+    mask = obj.isna().to_numpy() if len(obj) else np.zeros(0, dtype=bool)
+    strings: list[str | None] = []
+    for pos, (v, m) in enumerate(zip(obj.tolist(), mask, strict=True)):
+        if m:
+            strings.append(None)
+            continue
+        if isinstance(v, _NOT_TEXT):
+            raise _fail(kind, frame, pos, name, v, f"a {type(v).__name__}, not a single value")
+        if isinstance(v, float | np.floating) and not np.isfinite(v):
+            raise _fail(kind, frame, pos, name, v, "not a finite number")
+        text = as_text(v)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _fail(kind, frame, pos, name, v, "not valid Unicode text (a lone surrogate)") from None
+        strings.append(text)
     return pa.array(strings, type=pa.string())
 
 
 def _outputs(kind: RecordKind, frame: pd.DataFrame, name: str, schema: SubscriptionSchema) -> pa.Array:
-    arr = _numeric(kind, frame, name) if schema.outputs_numeric else _text(frame[name])
+    arr = _numeric(kind, frame, name) if schema.outputs_numeric else _text(kind, frame, name)
     if schema.class_labels is not None:
         allowed = pa.array(list(schema.class_labels), type=arr.type)
         ok = pa.compute.is_in(arr, value_set=allowed).to_numpy(zero_copy_only=False)
@@ -299,6 +322,8 @@ def _probability(kind: RecordKind, frame: pd.DataFrame, name: str, schema: Subsc
                 raise _fail(kind, frame, pos, name, v, "not a list of class probabilities") from None
             if len(probs) != n_classes:
                 raise _fail(kind, frame, pos, name, v, f"has {len(probs)} probabilities for {n_classes} classes")
+            if not all(0.0 <= p <= 1.0 for p in probs):  # NaN fails this too
+                raise _fail(kind, frame, pos, name, v, "a probability must be a finite number in [0, 1]")
             literals.append("{" + ",".join(repr(p) for p in probs) + "}")
         return pa.array(literals, type=pa.string())
     if (
@@ -307,6 +332,9 @@ def _probability(kind: RecordKind, frame: pd.DataFrame, name: str, schema: Subsc
         and isinstance(series.dropna().iloc[0] if series.notna().any() else None, list | tuple | np.ndarray)
     ):
         # OpenScale logs both class probabilities for binary: keep the positive class's
+        for pos, v in enumerate(series.tolist()):
+            if isinstance(v, list | tuple | np.ndarray) and len(v) != n_classes:
+                raise _fail(kind, frame, pos, name, v, f"has {len(v)} probabilities for {n_classes} classes")
         series = series.map(lambda v: v[-1] if isinstance(v, list | tuple | np.ndarray) else v)
         frame = frame.assign(**{name: series})
     arr = _numeric(kind, frame, name)
@@ -344,7 +372,7 @@ def new_scoring_ids(n: int) -> pa.Array:
 def _scoring_ids(kind: RecordKind, frame: pd.DataFrame, required: bool) -> pa.Array | None:
     if "scoring_id" not in frame.columns:
         return new_scoring_ids(len(frame)) if required else None
-    ids = _text(frame["scoring_id"])
+    ids = _text(kind, frame, "scoring_id")
     if required:
         missing = ids.is_null().to_numpy(zero_copy_only=False)
         if missing.any():  # keep what was given, generate the rest
@@ -372,6 +400,13 @@ def _timestamps(kind: RecordKind, frame: pd.DataFrame, column: str) -> pa.Array 
     if bad.any():
         pos = int(np.argmax(bad))
         raise _fail(kind, frame, pos, column, series.iloc[pos], "not a timestamp")
+    if column == "scoring_timestamp":
+        missing = series.isna().to_numpy()
+        if missing.any():
+            pos = int(np.argmax(missing))
+            raise _fail(
+                kind, frame, pos, column, None, "the timestamp is missing (leave the column out to stamp records now)"
+            )
     if getattr(parsed.dt, "tz", None) is None:
         parsed = parsed.dt.tz_localize("UTC")
     # PostgreSQL keeps microseconds: finer parts are cut, not refused
@@ -410,7 +445,7 @@ def prepare(kind: RecordKind, data: Any, schema: SubscriptionSchema) -> tuple[pa
             if ts is not None:
                 columns[col] = ts
         if "asset_revision" in frame.columns:
-            columns["asset_revision"] = _text(frame["asset_revision"])
+            columns["asset_revision"] = _text(kind, frame, "asset_revision")
         if "response_time" in frame.columns:
             columns["response_time"] = _numeric(kind, frame, "response_time")
     if kind is RecordKind.FEEDBACK:
@@ -456,7 +491,7 @@ def _no_nul(kind: RecordKind, frame: pd.DataFrame, name: str, arr: pa.Array) -> 
 def _column(kind: RecordKind, frame: pd.DataFrame, col: Column) -> pa.Array:
     if col.kind is ColumnKind.NUMERIC:
         return _numeric(kind, frame, col.name)
-    return _text(frame[col.name])
+    return _text(kind, frame, col.name)
 
 
 # -- COPY ----------------------------------------------------------------------------------------
@@ -519,8 +554,13 @@ def copy_into(connection: Any, table: str, arrow: pa.Table, kind: RecordKind) ->
                 column="scoring_id",
                 value=value,
             ) from exc
-        except psycopg2.DataError as exc:
-            raise ValidationError(f"{kind} batch refused by PostgreSQL: {exc.pgerror or exc}") from exc
+        except (psycopg2.DataError, psycopg2.IntegrityError) as exc:
+            detail = " ".join((exc.diag.message_primary or str(exc)).split())
+            column = exc.diag.column_name
+            raise ValidationError(
+                f"{kind} batch refused by PostgreSQL" + (f", column {column!r}" if column else "") + f": {detail}",
+                column=column,
+            ) from exc
 
 
 def select_sql(
