@@ -2,6 +2,8 @@
 
 from openmart.api import Binding, Mart, Subscription, connect
 from openmart.errors import OpenmartError
+from openmart.monitors.drift_tests import register as register_drift_test
+from openmart.monitors.registry import register as register_monitor
 from openmart.schema import Column, ColumnKind, ProblemType, SubscriptionSchema, infer_schema
 
 __all__ = [
@@ -15,5 +17,7 @@ __all__ = [
     "SubscriptionSchema",
     "connect",
     "infer_schema",
+    "register_drift_test",
+    "register_monitor",
 ]
 __version__ = "0.1.0"

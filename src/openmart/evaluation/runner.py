@@ -425,57 +425,8 @@ def _run_monitor(
 def _configs(ctx: SubscriptionContext) -> list[MonitorConfig]:
     from openmart.monitors.store import Monitors
 
-    return Monitors(_LegacySubscription(ctx)).configs()  # type: ignore[arg-type]
+    return Monitors(ctx).configs()
 
 
 def _call_monitor(ctx: SubscriptionContext, conn: Connection, config: MonitorConfig, window: Window) -> MonitorOutcome:
-    raw = conn.connection.driver_connection
-    return registry.get(config.kind).run(_LegacySubscription(ctx), config, window, raw)
-
-
-class _Table:
-    def __init__(self, table: str) -> None:
-        self.table = table
-
-
-class _Reference(_Table):
-    def __init__(self, ctx: SubscriptionContext) -> None:
-        super().__init__(ctx.reference_table)
-        self._ctx = ctx
-
-    def profile(self) -> dict[str, Any] | None:
-        from openmart.mart import subscriptions
-
-        with self._ctx.engine.connect() as conn:
-            return subscriptions.reference_profile(conn, self._ctx.id)
-
-    def read(self, *, limit: int | None = None) -> Any:
-        from openmart.mart import record_store
-        from openmart.mart.records import RecordKind
-
-        with self._ctx.engine.connect() as conn:
-            return record_store.read(conn, self._ctx.record, RecordKind.REFERENCE, limit=limit)
-
-
-class _Mart:
-    def __init__(self, ctx: SubscriptionContext) -> None:
-        self.engine = ctx.engine
-
-
-class _LegacySubscription:
-    """What today's monitor modules read of the API's ``Subscription``, made from the context.
-    Goes when the monitors become plug-ins that take a :class:`SubscriptionContext`."""
-
-    def __init__(self, ctx: SubscriptionContext) -> None:
-        self.context = ctx
-        self.id = ctx.id
-        self.name = ctx.name
-        self.schema = ctx.schema
-        self.binding = ctx.binding
-        self.deployment_id = ctx.deployment_id
-        self.asset_revision = ctx.asset_revision
-        self.payload = _Table(ctx.payload_table)
-        self.feedback = _Table(ctx.feedback_table)
-        self.reference = _Reference(ctx)
-        self.mart = _Mart(ctx)
-        self.provider = ctx.provider
+    return registry.get(config.kind).run(ctx, config, window, conn)

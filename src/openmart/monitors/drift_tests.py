@@ -36,8 +36,6 @@ from importlib.metadata import entry_points
 from typing import Any, Literal
 
 import numpy as np
-from scipy import stats
-from scipy.spatial import distance
 
 from openmart.errors import MonitorError
 
@@ -137,6 +135,8 @@ def psi_values(reference: np.ndarray, current: np.ndarray) -> float:
 
 
 def ks_values(reference: np.ndarray, current: np.ndarray) -> DriftResult:
+    from scipy import stats
+
     res = stats.ks_2samp(reference.astype(float), current.astype(float))
     return DriftResult(float(res.pvalue), float(res.statistic))
 
@@ -147,6 +147,8 @@ def chisquare_values(reference: np.ndarray, current: np.ndarray) -> float:
     keep = expected > 0
     if c[~keep].sum():  # categories the reference never had: drift by construction
         return 0.0
+    from scipy import stats
+
     return float(stats.chisquare(c[keep], expected[keep] * c[keep].sum() / expected[keep].sum()).pvalue)
 
 
@@ -157,11 +159,15 @@ def jensenshannon_values(reference: np.ndarray, current: np.ndarray) -> float:
         c = np.bincount(np.searchsorted(edges, current, side="right"), minlength=len(edges) + 1)
     else:
         r, c = _category_counts(reference, current)
+    from scipy.spatial import distance
+
     return float(distance.jensenshannon(shares(r), shares(c)))
 
 
 def wasserstein_values(reference: np.ndarray, current: np.ndarray) -> float:
     """Wasserstein distance over the reference's standard deviation."""
+    from scipy import stats
+
     w = float(stats.wasserstein_distance(reference.astype(float), current.astype(float)))
     std = float(np.std(reference.astype(float), ddof=1)) if reference.size > 1 else 0.0
     if std == 0:

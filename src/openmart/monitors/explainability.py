@@ -56,9 +56,14 @@ class ExplainabilityMonitor(BaseMonitor):
         ),
     )
 
-    def check(self, ctx: SubscriptionContext, values: dict[str, Any]) -> dict[str, Any]:
+    def configure(self, ctx: SubscriptionContext, **options: Any) -> MonitorConfig:
+        ctx = as_context(ctx)
+        config = super().configure(ctx, **options)  # the options and thresholds first
         if not ctx.binding or not ctx.deployment_id:
             raise MonitorError(f"subscription {ctx.name!r} has no binding to score through: explanations need one")
+        return config
+
+    def check(self, ctx: SubscriptionContext, values: dict[str, Any]) -> dict[str, Any]:
         return {"method": values["method"], "sample": values["sample"]}
 
     def run(self, ctx: SubscriptionContext, config: MonitorConfig, window: Window, conn: Any) -> MonitorOutcome:
