@@ -226,6 +226,21 @@ def test_all_encodings_and_malformed_lines(endpoint, mart: openmart.Mart) -> Non
             {"observedContentType": "application/json", "mode": "OUTPUT", "data": out, "encoding": "JSON"},
         ),
         json.dumps({"captureData": {}, "eventMetadata": {"eventId": "broken"}}),
+        event(  # two features short
+            "narrow",
+            {
+                "observedContentType": "text/csv",
+                "mode": "INPUT",
+                "data": ",".join(map(str, x[0][:-2])),
+                "encoding": "CSV",
+            },
+            {"observedContentType": "text/csv", "mode": "OUTPUT", "data": "1,0.9", "encoding": "CSV"},
+        ),
+        event(  # text where a number belongs
+            "text",
+            {"observedContentType": "text/csv", "mode": "INPUT", "data": "abc," + ",".join(map(str, x[0][1:]))},
+            {"observedContentType": "text/csv", "mode": "OUTPUT", "data": "1,0.9", "encoding": "CSV"},
+        ),
     ]
     key = f"custom/{name}/AllTraffic/2026/11/22/10/00-00-000-x.jsonl"
     boto3.client("s3").put_object(Bucket="openmart-capture", Key=key, Body="\n".join(lines).encode())
@@ -234,7 +249,11 @@ def test_all_encodings_and_malformed_lines(endpoint, mart: openmart.Mart) -> Non
     assert [(f.rsplit("/", 1)[-1], n) for f, n, _ in report.errors] == [
         ("00-00-000-x.jsonl", 3),
         ("00-00-000-x.jsonl", 5),
+        ("00-00-000-x.jsonl", 6),
+        ("00-00-000-x.jsonl", 7),
     ]
+    assert report.errors[2].reason == f"{len(features) - 2} input values for {len(features)} features"
+    assert report.errors[3].reason == f"feature {features[0]!r}: 'abc' is not a number"
     rows = sub.payload.read().set_index("scoring_id")
     for eid in ("csv-json", "json-b64", "b64-csv"):
         got = rows.loc[[f"{eid}-{k}" for k in (1, 2, 3)]]

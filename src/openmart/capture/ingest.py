@@ -14,7 +14,7 @@ provider and what it supports.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -127,8 +127,9 @@ def ingest_capture(
 
 
 def _payload_frame(batch: CaptureBatch, schema: SubscriptionSchema, report: IngestReport) -> pd.DataFrame | None:
-    """The batch as payload records of this schema; an event whose inputs do not fit the
-    features is reported at its file and line, and all its rows left out."""
+    """The batch as payload records of this schema. An event whose inputs do not fit the
+    features (another count of values, text where a number belongs) is reported at its file and
+    line, and all its rows left out."""
     features = schema.feature_names
     named = features + [c.name for c in schema.meta]
     rows: list[list[Any]] = []
@@ -136,21 +137,29 @@ def _payload_frame(batch: CaptureBatch, schema: SubscriptionSchema, report: Inge
     for origin, values in zip(batch.origins, batch.values, strict=True):
         if isinstance(values, Mapping):
             rows.append([values.get(n) for n in named])
+        elif not isinstance(values, Sequence) or isinstance(values, str | bytes):
+            bad.setdefault(origin, f"an input row is neither a list of values nor a record: {values!r:.80}")
+            rows.append([None] * len(named))
         elif len(values) != len(features):
             bad.setdefault(origin, f"{len(values)} input values for {len(features)} features")
-            rows.append([])
+            rows.append([None] * len(named))
         else:
             rows.append([*values, *([None] * (len(named) - len(features)))])
-    keep = [i for i, origin in enumerate(batch.origins) if origin not in bad]
-    report.errors += [LineError(file, line, reason) for (file, line), reason in bad.items()]
-    if not keep:
-        return None
-    frame = pd.DataFrame([rows[i] for i in keep], columns=named)
-    given = [c.name for c in schema.meta if frame[c.name].notna().any()]
-    frame = frame.drop(columns=[c.name for c in schema.meta if c.name not in given])  # no event gave them
+    frame = pd.DataFrame(rows, columns=named)
     for c in schema.numeric_features:
         if frame[c].dtype == object:
-            frame[c] = pd.to_numeric(frame[c], errors="coerce")
+            given = frame[c].where(frame[c] != "")  # an empty CSV field is a missing value
+            numbers = pd.to_numeric(given, errors="coerce")
+            for i in (numbers.isna() & given.notna()).to_numpy().nonzero()[0]:
+                bad.setdefault(batch.origins[i], f"feature {c!r}: {given.iloc[i]!r} is not a number")
+            frame[c] = numbers
+    report.errors += [LineError(file, line, reason) for (file, line), reason in bad.items()]
+    report.events -= len(bad)  # events counts those that fit
+    keep = [i for i, origin in enumerate(batch.origins) if origin not in bad]
+    if not keep:
+        return None
+    frame = frame.iloc[keep].reset_index(drop=True)
+    frame = frame.drop(columns=[c.name for c in schema.meta if frame[c.name].isna().all()])  # no event gave them
     frame.insert(0, "scoring_id", [str(batch.scoring_ids[i]) for i in keep])
     stamps = [batch.timestamps[i] for i in keep]
     if any(t is not None for t in stamps):
