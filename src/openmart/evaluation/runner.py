@@ -60,6 +60,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from openmart.context import SubscriptionContext
@@ -137,8 +138,9 @@ def sweep(ctx: SubscriptionContext) -> list[int]:
     with ctx.engine.connect() as conn:
         key = evaluations.lock_key(conn, ctx.id)
         conn.commit()
-        if not evaluations.try_lock(conn, key):
-            conn.commit()
+        locked = evaluations.try_lock(conn, key)
+        conn.commit()
+        if not locked:
             return []
         try:
             with conn.begin():
@@ -246,18 +248,32 @@ class _MonitorFailed(Exception):
     def __init__(self, outcome: MonitorOutcome) -> None:
         self.outcome = outcome
         self.error: BaseException = outcome.info.pop("_exception")
-        super().__init__(f"{outcome.kind} monitor: {outcome.reason}")
+        super().__init__(f"{outcome.kind} monitor raised {type(self.error).__name__}: {self.error}")
+
+
+def _original(exc: BaseException) -> BaseException:
+    """What went wrong: a monitor's own exception, the driver's error under SQLAlchemy's wrapper
+    (its message without the statement and parameters SQLAlchemy appends)."""
+    if isinstance(exc, _MonitorFailed):
+        return exc.error
+    if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None:
+        return exc.orig
+    return exc
 
 
 def _error_type(exc: BaseException) -> str:
-    original = exc.error if isinstance(exc, _MonitorFailed) else exc
-    return type(original).__name__
+    return type(_original(exc)).__name__
+
+
+def _error_text(exc: BaseException) -> str:
+    return " ".join(str(_original(exc)).split())
 
 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, _MonitorFailed):
         return str(exc)
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    text = _error_text(exc)
+    return f"{_error_type(exc)}: {text}" if text else _error_type(exc)
 
 
 def _record_failure(
@@ -276,9 +292,7 @@ def _record_failure(
     with contextlib.suppress(Exception):
         if conn.in_transaction():
             conn.rollback()
-    message = f"while {step}: {exc.error if isinstance(exc, _MonitorFailed) else exc}"
-    if isinstance(exc, _MonitorFailed):
-        message = f"{exc.outcome.kind} monitor raised {type(exc.error).__name__}: {exc.error}"
+    message = str(exc) if isinstance(exc, _MonitorFailed) else f"while {step}: {_error_text(exc)}"
     summary: dict[str, Any] = {o.kind: o.summary() for o in outcomes} | {"elapsed_s": round(elapsed, 3)}
     summary["error"] = {"type": _error_type(exc), "message": message, "step": step}
     try:
