@@ -253,3 +253,19 @@ def test_a_fresh_process_finds_the_plugins_on_pythonpath(plugin: Path) -> None:
     monitors, tests = json.loads(out.stdout)
     assert "mean_shift" in monitors and "broken" not in monitors and "median_gap" in tests
     assert "monitor plug-in 'broken' skipped" in out.stderr
+
+
+def test_the_built_ins_are_declared_as_entry_points_in_pyproject() -> None:
+    """openmart declares its own monitors the way a plug-in does; each declaration loads and is a
+    monitor of its entry point's kind (checked from pyproject.toml: an editable install's
+    metadata may predate it)."""
+    import importlib
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    declared = pyproject["project"]["entry-points"][registry.GROUP]
+    assert set(declared) == {"quality", "fairness", "drift", "explainability"}
+    for kind, target in declared.items():
+        module, _, attr = target.partition(":")
+        monitor = registry.check(getattr(importlib.import_module(module), attr), kind)
+        assert type(monitor) is type(registry.get(kind))
