@@ -20,14 +20,17 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+from sqlalchemy.engine import Connection
 
+from openmart.context import HasContext, SubscriptionContext, context_of
 from openmart.errors import ProviderError, ValidationError
+from openmart.mart import bindings, record_store
 from openmart.mart.lookup import rows_by_id, stored_ids
+from openmart.mart.records import RecordKind
 from openmart.providers import registry
 from openmart.providers.base import Capability, CaptureBatch, GroundTruthBatch, LineError
 
 if TYPE_CHECKING:
-    from openmart.api import Subscription
     from openmart.providers.base import Provider
     from openmart.schema import SubscriptionSchema
 
@@ -56,23 +59,24 @@ class IngestReport:
         self.errors += batch.errors
 
 
-def _connect(sub: Subscription, capability: Capability) -> tuple[Provider, str]:
+def _connect(ctx: SubscriptionContext, capability: Capability) -> tuple[Provider, str]:
     """The subscription's provider, once it is known to offer ``capability``; and its deployment."""
-    if not sub.binding:
-        raise ValidationError(f"subscription {sub.name!r} has no binding to read captured records through")
-    binding = sub.mart.bindings.get(sub.binding)
-    registry.require(binding.provider, capability, binding=binding.name)
-    if not sub.deployment_id:
-        raise ValidationError(f"subscription {sub.name!r} names no deployment to read captured records of")
-    provider = binding.connect()
+    if not ctx.binding:
+        raise ValidationError(f"subscription {ctx.name!r} has no binding to read captured records through")
+    with ctx.engine.connect() as conn:
+        kind = bindings.get(conn, ctx.binding).provider
+    registry.require(kind, capability, binding=ctx.binding)
+    if not ctx.deployment_id:
+        raise ValidationError(f"subscription {ctx.name!r} names no deployment to read captured records of")
+    provider = ctx.provider()
     method = {
         Capability.INGEST_CAPTURE: "capture_records",
         Capability.INGEST_GROUND_TRUTH: "ground_truth_records",
     }[capability]
     if not callable(getattr(provider, method, None)):
         provider.close()
-        raise ProviderError(f"provider {binding.provider!r} declares {capability.label} but has no {method}()")
-    return provider, sub.deployment_id
+        raise ProviderError(f"provider {kind!r} declares {capability.label} but has no {method}()")
+    return provider, ctx.deployment_id
 
 
 def _utc(when: datetime | None) -> datetime | None:
@@ -86,7 +90,7 @@ def _utc(when: datetime | None) -> datetime | None:
 
 
 def ingest_capture(
-    sub: Subscription,
+    sub: SubscriptionContext | HasContext,
     *,
     source: str | None = None,
     since: datetime | None = None,
@@ -96,12 +100,13 @@ def ingest_capture(
     table. ``source``: where the capture is (default: where the deployment says, e.g. an
     endpoint's capture configuration); ``since``/``until``: only events in that window (naive
     times are UTC)."""
-    provider, deployment = _connect(sub, Capability.INGEST_CAPTURE)
+    ctx = context_of(sub)
+    provider, deployment = _connect(ctx, Capability.INGEST_CAPTURE)
     report = IngestReport()
-    schema = sub.schema
+    schema = ctx.schema
     seen: set[str] = set()
 
-    def batches() -> Iterator[pd.DataFrame]:
+    def batches(conn: Connection) -> Iterator[pd.DataFrame]:
         for batch in provider.capture_records(  # type: ignore[attr-defined]
             deployment, source=source, since=_utc(since), until=_utc(until)
         ):
@@ -111,7 +116,7 @@ def ingest_capture(
                 continue
             unique = frame.drop_duplicates("scoring_id", keep="first")
             unique = unique[~unique["scoring_id"].isin(seen)]
-            stored = stored_ids(sub.mart.engine, sub.payload.table, unique["scoring_id"])
+            stored = stored_ids(conn, ctx.payload_table, unique["scoring_id"])
             seen.update(unique["scoring_id"])
             fresh = unique[~unique["scoring_id"].isin(stored)]
             report.skipped_duplicates += len(frame) - len(fresh)
@@ -119,7 +124,8 @@ def ingest_capture(
                 yield fresh.reset_index(drop=True)
 
     try:
-        report.ingested = sub.payload.log_batches(batches())[1]
+        with ctx.engine.begin() as conn:  # one transaction: all of it, or nothing
+            report.ingested = record_store.log_batches(conn, ctx.record, RecordKind.PAYLOAD, batches(conn))[1]
     finally:
         provider.close()
     report.errors.sort(key=lambda e: (e.source, e.line))
@@ -175,7 +181,7 @@ def _payload_frame(batch: CaptureBatch, schema: SubscriptionSchema, report: Inge
 
 
 def ingest_ground_truth(
-    sub: Subscription,
+    sub: SubscriptionContext | HasContext,
     source: str | None = None,
     *,
     since: datetime | None = None,
@@ -184,13 +190,14 @@ def ingest_ground_truth(
     """Read ground truth kept on the platform into the subscription's feedback table: each label
     joins the payload record of its scoring id (its features and attributes copied from it).
     A label whose payload record is not stored is reported (ingest the capture first)."""
-    provider, deployment = _connect(sub, Capability.INGEST_GROUND_TRUTH)
+    ctx = context_of(sub)
+    provider, deployment = _connect(ctx, Capability.INGEST_GROUND_TRUTH)
     report = IngestReport()
-    s = sub.schema
+    s = ctx.schema
     columns = s.feature_names + [c.name for c in s.meta]
     seen: set[str] = set()
 
-    def batches() -> Iterator[pd.DataFrame]:
+    def batches(conn: Connection) -> Iterator[pd.DataFrame]:
         for batch in provider.ground_truth_records(  # type: ignore[attr-defined]
             deployment, source=source, since=_utc(since), until=_utc(until)
         ):
@@ -206,13 +213,13 @@ def ingest_ground_truth(
                         report.errors.append(LineError(file, line, f"label {label!r} of {sid!r} is not a number"))
                         del labels[sid]
             fresh_ids = [i for i in labels if i not in seen]
-            stored = stored_ids(sub.mart.engine, sub.feedback.table, fresh_ids)
+            stored = stored_ids(conn, ctx.feedback_table, fresh_ids)
             seen.update(fresh_ids)
             wanted = [i for i in fresh_ids if i not in stored]
             report.skipped_duplicates += len(labels) - len(wanted)
             if not wanted:
                 continue
-            payload = rows_by_id(sub.mart.engine, sub.payload.table, wanted, columns)
+            payload = rows_by_id(conn, ctx.payload_table, wanted, columns)
             for sid in sorted(set(wanted) - set(payload["scoring_id"])):
                 file, line = labels[sid][1]
                 report.errors.append(
@@ -228,7 +235,8 @@ def ingest_ground_truth(
             yield payload
 
     try:
-        report.ingested = sub.feedback.log_batches(batches())[1]
+        with ctx.engine.begin() as conn:
+            report.ingested = record_store.log_batches(conn, ctx.record, RecordKind.FEEDBACK, batches(conn))[1]
     finally:
         provider.close()
     report.errors.sort(key=lambda e: (e.source, e.line))
