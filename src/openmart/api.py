@@ -27,6 +27,7 @@ from openmart.config import Settings
 from openmart.context import SubscriptionContext
 from openmart.errors import RecordsRefused, ValidationError
 from openmart.mart import bindings as bindings_table
+from openmart.mart import explanations as explanations_table
 from openmart.mart import migrate, models, record_store
 from openmart.mart import subscriptions as subscriptions_table
 from openmart.mart.engine import DEFAULT_SCHEMA, Location, create_engine, resolve
@@ -472,6 +473,12 @@ class Subscription:
             q = q.where(models.Measurement.monitor == monitor)
         with self._mart.engine.connect() as conn:
             return pd.read_sql_query(q.order_by(models.Measurement.id), conn)
+
+    def explanations(self, *, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest stored explanations (``openmart explain``), newest first."""
+        limit = arguments.integer(limit, "limit", minimum=1)
+        with self._mart.engine.connect() as conn:
+            return explanations_table.recent(conn, self.id, limit)
 
     def provider(self) -> Provider:
         return self.context.provider()

@@ -35,3 +35,15 @@ def latest(conn: Connection, subscription_id: int, scoring_id: str, method: str)
 
 def insert(conn: Connection, subscription_id: int, values: dict[str, Any]) -> None:
     conn.execute(sa.insert(models.Explanation).values(subscription_id=subscription_id, **values))
+
+
+def recent(conn: Connection, subscription_id: int, limit: int) -> list[dict[str, Any]]:
+    """The newest ``limit`` explanations of a subscription, newest first."""
+    t = models.Explanation
+    rows = conn.execute(
+        sa.select(*(getattr(t, f) for f in _FIELDS), t.created_at)
+        .where(t.subscription_id == subscription_id)
+        .order_by(t.id.desc())
+        .limit(limit)
+    ).all()
+    return [dict(r._mapping) for r in rows]

@@ -202,11 +202,7 @@ def _quality(latest: pd.DataFrame) -> str:
 
 
 def _explanations(sub: Subscription) -> str:
-    frame = sub.mart.sql(
-        "SELECT scoring_id, method, prediction, attributions, created_at FROM explanations "
-        "WHERE subscription_id = :s ORDER BY id DESC LIMIT 6",
-        {"s": sub.id},
-    )
+    frame = pd.DataFrame(sub.explanations(limit=6))
     if frame.empty:
         return '<p class="empty">no explanations stored</p>'
     out = [
