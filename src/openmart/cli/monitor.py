@@ -352,7 +352,7 @@ def alerts(
     if json_:
         emit_json(rows)
     else:
-        emit_table(rows, ["id", "subscription", "status", "message", "occurrences", "created_at", "last_seen_at"])
+        emit_table(rows, ["id", "subscription", "status", "message", "occurrences", "last_seen_at"])
 
 
 def _alert_out(alert: Any, json_: bool, verb: str) -> None:
