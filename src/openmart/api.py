@@ -19,7 +19,6 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from openmart import arguments, secrets
@@ -28,7 +27,7 @@ from openmart.context import SubscriptionContext
 from openmart.errors import RecordsRefused, ValidationError
 from openmart.mart import bindings as bindings_table
 from openmart.mart import explanations as explanations_table
-from openmart.mart import migrate, models, record_store
+from openmart.mart import migrate, record_store
 from openmart.mart import subscriptions as subscriptions_table
 from openmart.mart.engine import DEFAULT_SCHEMA, Location, create_engine, resolve
 from openmart.mart.identifiers import validate_name
@@ -466,13 +465,10 @@ class Subscription:
 
     def measurements(self, *, metric: str | None = None, monitor: str | None = None) -> pd.DataFrame:
         """The history of measurements, oldest first."""
-        q = sa.select(models.Measurement).where(models.Measurement.subscription_id == self.id)
-        if metric:
-            q = q.where(models.Measurement.metric == metric)
-        if monitor:
-            q = q.where(models.Measurement.monitor == monitor)
+        from openmart.mart import evaluations
+
         with self._mart.engine.connect() as conn:
-            return pd.read_sql_query(q.order_by(models.Measurement.id), conn)
+            return evaluations.measurements_frame(conn, self.id, metric=metric, monitor=monitor)
 
     def explanations(self, *, limit: int = 20) -> list[dict[str, Any]]:
         """The newest stored explanations (``openmart explain``), newest first."""

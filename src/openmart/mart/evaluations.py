@@ -21,6 +21,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -328,3 +329,15 @@ def add_measurements(
         sa.insert(models.Measurement).returning(models.Measurement.id, sort_by_parameter_order=True), rows
     ).scalars()
     return [int(i) for i in ids]
+
+
+def measurements_frame(
+    conn: Connection, subscription_id: int, *, metric: str | None = None, monitor: str | None = None
+) -> pd.DataFrame:
+    """The subscription's measurements (only this metric / monitor when given), oldest first."""
+    q = sa.select(models.Measurement).where(models.Measurement.subscription_id == subscription_id)
+    if metric:
+        q = q.where(models.Measurement.metric == metric)
+    if monitor:
+        q = q.where(models.Measurement.monitor == monitor)
+    return pd.read_sql_query(q.order_by(models.Measurement.id), conn)
