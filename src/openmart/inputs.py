@@ -210,8 +210,9 @@ class RecordFile:
         rows = 0
         with self._reading():
             for chunk in reader(chunk_rows):
-                rows += len(chunk)
-                yield chunk
+                if len(chunk):
+                    rows += len(chunk)
+                    yield chunk
         if rows == 0:
             raise InputError(f"{self.path}: no records" + (" (only a header)" if self.kind == "csv" else ""))
 
@@ -270,15 +271,19 @@ class RecordFile:
         return f"row {row}"
 
     @contextlib.contextmanager
-    def located(self) -> Iterator[None]:
-        """Errors of whoever consumes the records, named by file and line (one line)."""
+    def located(self, *, whole_file: bool = False) -> Iterator[None]:
+        """Errors of whoever consumes the records, named by file and line (one line). Errors
+        about no one record keep their text, or with ``whole_file`` (all of them are about this
+        file: its columns, say) are prefixed with the file's name."""
         try:
             yield
         except InputError:
             raise
         except ValidationError as exc:
             if exc.row is None or isinstance(exc.row, bool) or not isinstance(exc.row, int):
-                raise  # not about one record of the file (a missing column, a bad option): as it is
+                if whole_file:
+                    raise InputError(f"{self.path}: {exc}", column=exc.column, value=exc.value) from None
+                raise
             where = self.where(exc.row)
             raise InputError(f"{self.path}: {where}: {exc}", row=exc.row, column=exc.column, value=exc.value) from None
 
@@ -297,6 +302,11 @@ class RecordFile:
                 raise InputError(f"{self.path}: line 1: not CSV ({exc})") from None
         if header is None:
             raise InputError(f"{self.path}: the file is empty (no header)")
+        if any("\x00" in name for name in header):
+            raise InputError(
+                f"{self.path}: line 1: the header holds NUL characters (UTF-16 without a byte-order mark?); "
+                "give the file's encoding with --encoding (e.g. --encoding utf-16-le)"
+            )
         seen: dict[str, int] = {}
         for i, name in enumerate(header, start=1):
             if not name.strip():
@@ -431,7 +441,7 @@ class RecordFile:
                 if not text.strip():
                     continue
                 try:
-                    record = _json_loads(text)
+                    record = _json_loads(text.rstrip("\r\n"))
                 except json.JSONDecodeError as exc:
                     raise InputError(f"{self.path}: line {number}, column {exc.colno}: not JSON ({exc.msg})") from None
                 except ValueError as exc:  # the hooks' refusals: a repeated key, NaN or Infinity
@@ -487,7 +497,10 @@ class RecordFile:
             from openmart.mart.records import openscale_payload_frame
 
             self._json_rows = "record"
-            yield openscale_payload_frame(data if isinstance(data, list) else [data])
+            try:
+                yield openscale_payload_frame(data if isinstance(data, list) else [data])
+            except ValidationError as exc:
+                raise InputError(f"{self.path}: {exc}", row=exc.row, column=exc.column) from None
         elif isinstance(data, list):
             self._json_rows = "record"
             yield self._array_of_records(data)

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import click
 import pandas as pd
 import typer
 from rich.console import Console
@@ -54,6 +53,14 @@ def state(ctx: typer.Context) -> CliContext:
     return obj
 
 
+# Typer vendors its own click (typer._click): its usage errors are found through its public BadParameter
+UsageError: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+
+def _shows_help(exc: Exception) -> bool:
+    return type(exc).__name__ == "NoArgsIsHelpError"  # `openmart payload` alone: the help, as asked
+
+
 class OpenmartGroup(typer.core.TyperGroup):
     """Turns openmart's own errors into one-line messages and a non-zero exit, no traceback:
     2 for input the user must change (a bad option, file, record or setting), 1 for the rest."""
@@ -61,17 +68,17 @@ class OpenmartGroup(typer.core.TyperGroup):
     def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
         try:
             return super().make_context(info_name, args, parent=parent, **extra)
-        except click.exceptions.NoArgsIsHelpError:
-            raise
-        except click.UsageError as exc:  # the root's own options
+        except UsageError as exc:  # the root's own options
+            if _shows_help(exc):
+                raise
             usage_error(exc)
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except click.exceptions.NoArgsIsHelpError:
-            raise
-        except click.UsageError as exc:  # a sub-command's options and arguments, parsed here
+        except UsageError as exc:  # a sub-command's options and arguments, parsed here
+            if _shows_help(exc):
+                raise
             usage_error(exc)
         except (ConfigError, ValidationError) as exc:  # a setting or an input the user must change
             fail(str(exc), code=2)
@@ -81,10 +88,11 @@ class OpenmartGroup(typer.core.TyperGroup):
             fail(f"{exc.strerror}: {exc.filename}")
 
 
-def usage_error(exc: click.UsageError) -> None:
+def usage_error(exc: Exception) -> None:
     """Click's usage error (a bad option value, a missing argument) as one line, exit 2."""
-    where = exc.ctx.command_path if exc.ctx is not None else "openmart"
-    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    where = ctx.command_path if ctx is not None else "openmart"
+    message = " ".join(exc.format_message().split())  # type: ignore[attr-defined]
     fail(f"{message} (see '{where} --help')", code=2)
 
 

@@ -18,6 +18,7 @@ from openmart.cli.common import (
     split_list,
     state,
 )
+from openmart.mart.identifiers import validate_name
 from openmart.monitors.config import number_or_text
 from openmart.schema import ProblemType
 
@@ -59,13 +60,14 @@ def add(
     json_: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Subscribe a deployment; its schema is inferred from the reference data."""
+    validate_name(name, "subscription")  # before the file: an error about the file names the file
     source = open_input(reference, encoding, allow_short_rows=allow_short_rows)
     with source.located():
         frame = source.read()
     labels = None
     if class_labels:
         labels = [number_or_text(v) for v in split_list(class_labels)]
-    with source.located():  # a refused reference record is named by its line in the file
+    with source.located(whole_file=True):  # its columns, or a refused reference record by its line
         sub = state(ctx).mart.subscriptions.add(
             name,
             reference=frame,

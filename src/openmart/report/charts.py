@@ -4,6 +4,7 @@ readable without a network — the report stays one self-contained file."""
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,7 +30,10 @@ OK, BAD, REF, CUR = "#2b7a78", "#c0392b", "#7f8c8d", "#2980b9"
 
 def _svg(fig: Any) -> str:
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
+    with warnings.catch_warnings():
+        # text stays text in the SVG (svg.fonttype none): the browser draws glyphs DejaVu lacks (CJK, ...)
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font", category=UserWarning)
+        fig.savefig(buf, format="svg", bbox_inches="tight")
     plt.close(fig)
     text = buf.getvalue()
     return text[text.index("<svg") :]  # drop the XML prologue: the SVG sits inside HTML
