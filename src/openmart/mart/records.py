@@ -400,7 +400,7 @@ def _timestamps(kind: RecordKind, frame: pd.DataFrame, column: str) -> pa.Array 
     if bad.any():
         pos = int(np.argmax(bad))
         raise _fail(kind, frame, pos, column, series.iloc[pos], "not a timestamp")
-    if column == "scoring_timestamp":
+    if column in ("scoring_timestamp", "recorded_at"):  # NOT NULL columns with a default
         missing = series.isna().to_numpy()
         if missing.any():
             pos = int(np.argmax(missing))
