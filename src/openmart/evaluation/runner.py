@@ -66,11 +66,11 @@ from sqlalchemy.engine import Connection
 from openmart.context import SubscriptionContext
 from openmart.errors import EvaluationBusy, EvaluationFailed, ValidationError
 from openmart.evaluation.results import EvaluationResult, Measurement, MonitorOutcome
-from openmart.evaluation.window import Window
 from openmart.mart import alerts, evaluations
 from openmart.mart import feedback as feedback_table
 from openmart.mart.alerts import AlertChanges, AlertKey, Breach
 from openmart.mart.evaluations import EvaluationRecord
+from openmart.mart.windows import Window
 from openmart.monitors import registry
 from openmart.monitors.config import MonitorConfig
 
