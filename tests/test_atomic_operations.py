@@ -134,7 +134,7 @@ def fail_at_every_step(mart: Mart, faulty: Mart, op: Callable[[], Any], how: str
     finally:
         steps = FAULT.disarm()
     assert steps > 0
-    print(f'{how}: {steps} statements')  # shown with -rP
+    print(f"{how}: {steps} statements")  # shown with -rP
     assert snapshot(mart) == before
     for k in range(1, steps + 1):
         faulty.engine.dispose()  # fresh connections, opened before the fault is armed
