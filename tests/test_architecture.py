@@ -25,6 +25,7 @@ LAYERS: dict[str, int] = {
     "openmart.schema": 0,
     "openmart.secrets": 0,
     "openmart.arguments": 0,
+    "openmart.values": 0,
     "openmart.mart.identifiers": 0,  # name rules and quoting, no database: the schema's columns use them
     "openmart.mart": 1,
     "openmart.providers": 2,

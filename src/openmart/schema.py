@@ -14,6 +14,7 @@ import pandas as pd
 
 from openmart.errors import ValidationError
 from openmart.mart.identifiers import validate_column
+from openmart.values import plain
 
 #: columns every record table has; a feature may not take these names
 SYSTEM_COLUMNS = frozenset(
@@ -150,10 +151,6 @@ class SubscriptionSchema:
         )
 
 
-def _as_python(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
-
-
 def infer_schema(
     reference: pd.DataFrame,
     *,
@@ -213,7 +210,7 @@ def infer_schema(
 
     if problem is not ProblemType.REGRESSION and class_labels is None:
         values = reference[label].dropna().unique().tolist()
-        class_labels = sorted(_as_python(v) for v in values)
+        class_labels = sorted(plain(v) for v in values)
         if problem is ProblemType.BINARY and len(class_labels) != 2:
             raise ValidationError(
                 f"binary problem, but label {label!r} has {len(class_labels)} distinct values in the "
@@ -221,8 +218,8 @@ def infer_schema(
                 column=label,
             )
     elif class_labels is not None:
-        class_labels = [_as_python(v) for v in class_labels]
-        seen = {_as_python(v) for v in reference[label].dropna().unique()}
+        class_labels = [plain(v) for v in class_labels]
+        seen = {plain(v) for v in reference[label].dropna().unique()}
         unknown = seen - set(class_labels)
         if unknown:
             raise ValidationError(

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from openmart.values import plain
+
 #: records (feature columns, categorical as text) -> the output to explain, one number per record
 ScoringFunction = Callable[[pd.DataFrame], np.ndarray]
 
@@ -294,12 +296,8 @@ def contrastive(
         return Contrastive(False, {}, None, None, keep, scorer.calls, len(moves), float(out[0]))
     k = int(np.argmax(flips))  # moves are sorted by distance: the first flip is the smallest
     move, distance = moves[k]
-    changes = {f: {"from": _plain(base[f]), "to": _plain(v)} for f, v in move.items()}
+    changes = {f: {"from": plain(base[f]), "to": plain(v)} for f, v in move.items()}
     return Contrastive(True, changes, float(out[1 + k]), float(distance), keep, scorer.calls, len(moves), float(out[0]))
-
-
-def _plain(v: Any) -> Any:
-    return v.item() if isinstance(v, np.generic) else v
 
 
 # -- global view -------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 
 from openmart.mart.identifiers import quote
 from openmart.mart.subscriptions import SubscriptionRecord
+from openmart.values import plain
 
 _STAGE = "openmart_scored_feedback"
 
@@ -81,7 +82,7 @@ def store_predictions(
         execute_values(
             cur,
             f"INSERT INTO {_STAGE} ({', '.join(targets)}) VALUES %s",
-            [tuple(_plain(v) for v in row) for row in rows],
+            [tuple(plain(v) for v in row) for row in rows],
             page_size=10_000,
         )
         sets = f"{pred} = s.{pred}" + (f", {prob} = s.{prob}" if prob else "")
@@ -89,12 +90,3 @@ def store_predictions(
         updated = cur.rowcount
         cur.execute(f"DROP TABLE pg_temp.{_STAGE}")
     return int(updated)
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars and arrays as the Python values psycopg2 adapts."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if hasattr(value, "item"):
-        return value.item()
-    return value

@@ -193,7 +193,7 @@ def _openscale_record(record: Any, i: int) -> pd.DataFrame:
     sid = record.get("scoring_id")
     if sid is not None:
         # OpenScale: a multi-row request logged under one id becomes <id>-1 ... <id>-n
-        frame["scoring_id"] = [str(sid)] if len(frame) == 1 else [f"{sid}-{k}" for k in range(1, len(frame) + 1)]
+        frame["scoring_id"] = record_ids(str(sid), len(frame))
     if "response_time" in record:
         frame["response_time"] = record["response_time"]
     if "scoring_timestamp" in record:
@@ -344,6 +344,12 @@ def _probability(kind: RecordKind, frame: pd.DataFrame, name: str, schema: Subsc
         pos = int(np.argmax(bad))
         raise _fail(kind, frame, pos, name, series.iloc[pos], "a probability must lie in [0, 1]")
     return arr
+
+
+def record_ids(scoring_id: str, n: int) -> list[str]:
+    """The scoring ids of the ``n`` records of one request or captured event: the id itself for
+    one record, ``<id>-1 ... <id>-n`` for several (OpenScale's convention; the one place it is written)."""
+    return [scoring_id] if n == 1 else [f"{scoring_id}-{k}" for k in range(1, n + 1)]
 
 
 def new_scoring_ids(n: int) -> pa.Array:

@@ -24,6 +24,9 @@ from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 import pandas as pd
 
+from openmart.mart.records import record_ids  # noqa: F401 - providers build ids by the one rule
+from openmart.values import plain
+
 
 class Capability(StrEnum):
     """What a provider can do for a binding."""
@@ -43,12 +46,6 @@ class Capability(StrEnum):
 #: what every provider offers (the protocol's required methods); a plug-in written before
 #: capabilities were declared is taken to offer these
 BASIC_CAPABILITIES: frozenset[Capability] = frozenset({Capability.SCORE, Capability.LIST, Capability.DESCRIBE})
-
-
-def record_ids(scoring_id: str, n: int) -> list[str]:
-    """The scoring ids of the ``n`` records of one request or captured event: the id itself for
-    one record, ``<id>-1 ... <id>-n`` for several (OpenScale's convention)."""
-    return [scoring_id] if n == 1 else [f"{scoring_id}-{k}" for k in range(1, n + 1)]
 
 
 @dataclass(frozen=True)
@@ -225,6 +222,4 @@ def records_to_rows(records: pd.DataFrame, features: Sequence[str] | None = None
     """Plain JSON-ready dicts (NaN -> None, numpy scalars -> Python) for wire encoders."""
     frame = records if features is None else records.loc[:, list(features)]
     frame = frame.astype(object).where(frame.notna(), None)
-    return [
-        {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for row in frame.to_dict(orient="records")
-    ]
+    return [{k: plain(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]

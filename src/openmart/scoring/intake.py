@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from openmart.errors import ValidationError
 from openmart.mart.capture_store import SOURCE_EXCHANGE, SOURCE_RECORD, SetAside
-from openmart.mart.records import RecordKind, prepare
+from openmart.mart.records import RecordKind, prepare, record_ids
 from openmart.schema import SubscriptionSchema
 
 if TYPE_CHECKING:
@@ -53,11 +53,6 @@ def provider_decoder(provider: Provider) -> ExchangeDecoder:
     if decode is None:
         raise ValidationError(f"the {getattr(provider, 'kind', '?')} provider cannot decode captured exchanges")
     return decode  # type: ignore[no-any-return]
-
-
-def exchange_ids(scoring_id: str, n: int) -> list[str]:
-    """OpenScale's rule: a multi-row request under one id becomes <id>-1 ... <id>-n."""
-    return [scoring_id] if n == 1 else [f"{scoring_id}-{k}" for k in range(1, n + 1)]
 
 
 def _json_record(row: dict[str, Any]) -> bytes:
@@ -176,7 +171,7 @@ class IntakeBuilder:
             unit = len(units)
             units.append(_Unit(ex, None))
             rows += records
-            ids += exchange_ids(ex.scoring_id, n)
+            ids += record_ids(ex.scoring_id, n)
             stamps += [ex.timestamp] * n
             times += [ex.response_time_ms] * n
             preds += list(predictions)

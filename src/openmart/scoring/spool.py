@@ -26,19 +26,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 import psycopg2
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from openmart.context import HasContext, SubscriptionContext, context_of
 from openmart.errors import ValidationError
 from openmart.mart.capture_store import SetAside, insert_set_aside, mart_id
 from openmart.mart.record_store import in_transaction, insert_idempotent
-
-if TYPE_CHECKING:
-    from openmart.context import SubscriptionContext
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +45,9 @@ def spool_folder(spool_dir: Path, mart_id: str, subscription_id: int) -> Path:
     return spool_dir / mart_id / f"subscription-{subscription_id}"
 
 
-def spool_of(sub: SubscriptionContext, spool_dir: Path | None = None) -> Spool:
+def spool_of(subscription: SubscriptionContext | HasContext, spool_dir: Path | None = None) -> Spool:
     """The spool of ``sub`` (under ``spool_dir``, else the mart's settings), keyed by the mart's id."""
+    sub = context_of(subscription)
     return Spool(spool_folder(spool_dir or sub.settings.spool_dir, mart_id(sub.engine), sub.id))
 
 
