@@ -423,6 +423,18 @@ def _frame(**changes: Any) -> pd.DataFrame:
 
 
 API_CASES = [
+    ApiCase("evaluate(last=0)", lambda m, s: s.evaluate(last=0), "last must be a whole number from 1 up (got 0)"),
+    ApiCase(
+        "evaluate(since after until)",
+        lambda m, s: s.evaluate(since="2026-02-01", until="2026-01-01"),
+        "since (2026-02-01T00:00:00) must come before until",
+    ),
+    ApiCase("explanations(limit=0)", lambda m, s: s.explanations(limit=0), "limit must be a whole number from 1 up"),
+    ApiCase(
+        "feedback.log(on_duplicate=...)",
+        lambda m, s: s.feedback.log([{"age": 1}], on_duplicate="sometimes"),
+        "on_duplicate 'sometimes': choose refuse or replace",
+    ),
     ApiCase("read(limit=-1)", lambda m, s: s.payload.read(limit=-1), "limit must be a whole number from 0 up (got -1)"),
     ApiCase("read(limit='x')", lambda m, s: s.payload.read(limit="x"), "limit must be a whole number"),
     ApiCase("read(limit=1.5)", lambda m, s: s.payload.read(limit=1.5), "limit must be a whole number"),

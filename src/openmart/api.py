@@ -445,11 +445,12 @@ class Subscription:
         it (``wait=False``: raise EvaluationBusy)."""
         from openmart.evaluation.runner import evaluate
 
+        start, end = arguments.time_window(since, until)
         return evaluate(
             self.context,
-            since=parse_time(since),
-            until=parse_time(until),
-            last=last,
+            since=start,
+            until=end,
+            last=arguments.optional_integer(last, "last", minimum=1),
             kinds=kinds,
             progress=progress,
             flush=self.flush,
