@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from openmart.context import SubscriptionContext
+from openmart.context import SubscriptionContext, context_of
 from openmart.errors import MonitorError
 from openmart.evaluation.results import Measurement, MonitorOutcome
 from openmart.mart.windows import Window
@@ -41,7 +41,7 @@ __all__ = [
     "Threshold",
     "ThresholdType",
     "Window",
-    "as_context",
+    "context_of",
     "min_records_option",
     "parse_thresholds",
     "thresholds_option",
@@ -327,11 +327,6 @@ def _number(raw: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def as_context(sub: Any) -> SubscriptionContext:
-    """The context itself, or the one an API ``Subscription`` carries (``.context``)."""
-    return sub if isinstance(sub, SubscriptionContext) else sub.context
-
-
 class BaseMonitor:
     """The generic part of a monitor: options validated against the declared specs, thresholds
     parsed against the declared metrics (defaults added), then :meth:`check` — a subclass's
@@ -343,7 +338,7 @@ class BaseMonitor:
     metrics: Sequence[MetricSpec] = ()
 
     def configure(self, ctx: SubscriptionContext, **options: Any) -> MonitorConfig:
-        ctx = as_context(ctx)
+        ctx = context_of(ctx)
         values = validate_options(self, options)
         given = values.pop("thresholds", None) or []
         min_records = values.pop("min_records", None)

@@ -60,7 +60,7 @@ from openmart.monitors.base import (
     MetricSpec,
     MonitorOutcome,
     OptionSpec,
-    as_context,
+    context_of,
     min_records_option,
     thresholds_option,
 )
@@ -307,7 +307,7 @@ class DriftMonitor(BaseMonitor):
         return parsed
 
     def run(self, ctx: SubscriptionContext, config: MonitorConfig, window: Window, conn: Any) -> MonitorOutcome:
-        return run(as_context(ctx), config, window, conn)
+        return run(context_of(ctx), config, window, conn)
 
 
 def _value(given: Any, raw: Any) -> float:

@@ -25,7 +25,7 @@ from openmart.monitors.base import (
     MetricSpec,
     MonitorOutcome,
     OptionSpec,
-    as_context,
+    context_of,
     min_records_option,
     thresholds_option,
 )
@@ -57,7 +57,7 @@ class ExplainabilityMonitor(BaseMonitor):
     )
 
     def configure(self, ctx: SubscriptionContext, **options: Any) -> MonitorConfig:
-        ctx = as_context(ctx)
+        ctx = context_of(ctx)
         config = super().configure(ctx, **options)  # the options and thresholds first
         if not ctx.binding or not ctx.deployment_id:
             raise MonitorError(f"subscription {ctx.name!r} has no binding to score through: explanations need one")
@@ -70,7 +70,7 @@ class ExplainabilityMonitor(BaseMonitor):
         from openmart.explain.engine import global_importance, ndcg
         from openmart.explain.service import background, explain, reference_stats
 
-        ctx = as_context(ctx)
+        ctx = context_of(ctx)
         outcome = MonitorOutcome(str(KIND))
         sample = int(config.parameters.get("sample", 10))
         ids = windows.newest_scoring_ids(conn, window, ctx.payload_table, sample)

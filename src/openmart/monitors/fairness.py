@@ -40,7 +40,7 @@ from openmart.monitors.base import (
     MetricSpec,
     MonitorOutcome,
     OptionSpec,
-    as_context,
+    context_of,
     min_records_option,
     thresholds_option,
 )
@@ -224,7 +224,7 @@ class FairnessMonitor(BaseMonitor):
         return out
 
     def run(self, ctx: SubscriptionContext, config: MonitorConfig, window: Window, conn: Any) -> MonitorOutcome:
-        return run(as_context(ctx), config, window, conn)
+        return run(context_of(ctx), config, window, conn)
 
 
 # -- metrics from counts (aif360 with instance weights) ---------------------------------------------

@@ -24,7 +24,7 @@ from openmart.monitors.base import (
     Measurement,
     MetricSpec,
     MonitorOutcome,
-    as_context,
+    context_of,
     min_records_option,
     parse_thresholds,
     thresholds_option,
@@ -212,7 +212,7 @@ class QualityMonitor(BaseMonitor):
         return parsed + [t for t in DEFAULT_THRESHOLDS[problem] if t.metric not in named]
 
     def run(self, ctx: SubscriptionContext, config: MonitorConfig, window: Window, conn: Any) -> MonitorOutcome:
-        ctx = as_context(ctx)
+        ctx = context_of(ctx)
         s = ctx.schema
         outcome = MonitorOutcome(str(KIND))
         # feedback without a prediction was scored by the evaluation runner before this runs

@@ -9,7 +9,7 @@ from openmart.context import SubscriptionContext
 from openmart.errors import MonitorError, NotFound
 from openmart.mart import monitor_configs
 from openmart.monitors import registry
-from openmart.monitors.base import Monitor, as_context, validate_options
+from openmart.monitors.base import Monitor, context_of, validate_options
 from openmart.monitors.config import MonitorConfig, Threshold
 
 
@@ -20,7 +20,7 @@ class Monitors:
     @property
     def ctx(self) -> SubscriptionContext:
         # an API Subscription may be given while it is being built: its context is read when used
-        return as_context(self._ctx)
+        return context_of(self._ctx)
 
     def enable(self, kind: str, **options: Any) -> MonitorConfig:
         """Enable (or reconfigure) a monitor. Its options are checked now, not at the first
