@@ -423,6 +423,16 @@ def _frame(**changes: Any) -> pd.DataFrame:
 
 
 API_CASES = [
+    ApiCase(
+        "payload.log(extra column)",
+        lambda m, s: s.payload.log(_frame(prediction=1, surprise=3)),
+        "payload batch: column 'surprise' is not one of the subscription's",
+    ),
+    ApiCase(
+        "reference.load(extra column)",
+        lambda m, s: s.reference.load(_frame(label=1, surprise=3)),
+        "reference batch: column 'surprise' is not one of the subscription's",
+    ),
     ApiCase("evaluate(last=0)", lambda m, s: s.evaluate(last=0), "last must be a whole number from 1 up (got 0)"),
     ApiCase(
         "evaluate(since after until)",

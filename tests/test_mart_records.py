@@ -230,3 +230,13 @@ def test_subscription_remove_drops_tables(mart: openmart.Mart, sub: openmart.Sub
         )["n"][0]
         == 0
     )
+
+
+def test_extra_columns_refused_by_name_or_dropped_when_allowed(sub: openmart.Subscription) -> None:
+    payload = payload_frame(reference_frame(20)).assign(notes="free text")
+    with pytest.raises(ValidationError, match="column 'notes' is not one of the subscription's"):
+        sub.payload.log(payload)
+    assert sub.payload.count() == 0
+    ids = sub.payload.log(payload, allow_extra_columns=True)
+    assert sub.payload.count() == 20 and sub.payload.count_ids(ids) == 20
+    assert "notes" not in sub.payload.read().columns

@@ -287,7 +287,10 @@ class Subscriptions:
                 asset_revision=asset_revision,
             )
             if frame is not None:
-                record_store.replace_reference(conn, record, frame, partial(reference_profile, schema))
+                # columns the schema left out (features= given) were left out on purpose
+                record_store.replace_reference(
+                    conn, record, frame, partial(reference_profile, schema), allow_extra_columns=True
+                )
         return Subscription(self._mart, record)
 
     def get(self, name: str) -> Subscription:
@@ -359,13 +362,34 @@ class Subscription:
 
         self.monitors = Monitors(self)
 
-    id = property(lambda self: self.record.id)
-    name = property(lambda self: self.record.name)
-    binding = property(lambda self: self.record.binding)
-    deployment_id = property(lambda self: self.record.deployment_id)
-    asset_revision = property(lambda self: self.record.asset_revision)
-    schema = property(lambda self: self.record.schema)
-    created_at = property(lambda self: self.record.created_at)
+    # the record's fields, read-only: a subscription changes through the API, which makes a new record
+    @property
+    def id(self) -> int:
+        return self.record.id
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def binding(self) -> str | None:
+        return self.record.binding
+
+    @property
+    def deployment_id(self) -> str | None:
+        return self.record.deployment_id
+
+    @property
+    def asset_revision(self) -> str | None:
+        return self.record.asset_revision
+
+    @property
+    def schema(self) -> SubscriptionSchema:
+        return self.record.schema
+
+    @property
+    def created_at(self) -> datetime | None:
+        return self.record.created_at
 
     @property
     def mart(self) -> Mart:
@@ -505,8 +529,10 @@ class RecordStore:
         self.kind = kind
         self.table = sub.record.table(kind)
 
-    def _log(self, data: Any, on_duplicate: OnDuplicate | str = OnDuplicate.REFUSE) -> tuple[Any, int]:
-        ids, rows = self.log_batches([data], on_duplicate=on_duplicate)
+    def _log(
+        self, data: Any, on_duplicate: OnDuplicate | str = OnDuplicate.REFUSE, allow_extra_columns: bool = False
+    ) -> tuple[Any, int]:
+        ids, rows = self.log_batches([data], on_duplicate=on_duplicate, allow_extra_columns=allow_extra_columns)
         return (ids[0] if ids else None), rows
 
     def log_batches(
@@ -515,13 +541,21 @@ class RecordStore:
         progress: Callable[[int], None] | None = None,
         *,
         on_duplicate: OnDuplicate | str = OnDuplicate.REFUSE,
+        allow_extra_columns: bool = False,
     ) -> tuple[list[Any], int]:
         """Store several batches in ONE transaction: all of them, or (on a bad record) none.
         ``progress`` is called with each batch's row count (the CLI's progress bar); a record
-        whose scoring id is stored already is refused, or replaces it with ``on_duplicate="replace"``."""
+        whose scoring id is stored already is refused, or replaces it with ``on_duplicate="replace"``;
+        a column the subscription has no place for is refused, or dropped with ``allow_extra_columns``."""
         with self._sub.mart.engine.begin() as conn:
             return record_store.log_batches(
-                conn, self._sub.record, self.kind, batches, on_duplicate=on_duplicate, progress=progress
+                conn,
+                self._sub.record,
+                self.kind,
+                batches,
+                on_duplicate=on_duplicate,
+                allow_extra_columns=allow_extra_columns,
+                progress=progress,
             )
 
     def count(self) -> int:
@@ -556,23 +590,25 @@ class RecordStore:
 
 
 class PayloadRecords(RecordStore):
-    def log(self, data: Any) -> pd.Series:
+    def log(self, data: Any, *, allow_extra_columns: bool = False) -> pd.Series:
         """Store scored records (DataFrame, list of dicts, or OpenScale request/response); returns
         their scoring ids (kept as given, or generated)."""
-        ids, _ = self._log(data)
+        ids, _ = self._log(data, allow_extra_columns=allow_extra_columns)
         return ids.to_pandas(types_mapper=pd.ArrowDtype) if ids is not None else pd.Series(dtype=str)
 
 
 class FeedbackRecords(RecordStore):
-    def log(self, data: Any, *, on_duplicate: OnDuplicate | str = OnDuplicate.REFUSE) -> int:
+    def log(
+        self, data: Any, *, on_duplicate: OnDuplicate | str = OnDuplicate.REFUSE, allow_extra_columns: bool = False
+    ) -> int:
         """Store labelled records; a ``scoring_id`` column links them to payload records. One
         label per scoring id: logging one again is refused by name (nothing stored), or replaces
         the stored label with ``on_duplicate="replace"``."""
-        return self._log(data, on_duplicate)[1]
+        return self._log(data, on_duplicate, allow_extra_columns)[1]
 
 
 class ReferenceRecords(RecordStore):
-    def load(self, data: Any, *, replace: bool = True) -> int:
+    def load(self, data: Any, *, replace: bool = True, allow_extra_columns: bool = False) -> int:
         """Store the reference (training/baseline) data and its statistics (kept in
         ``subscriptions.reference_profile`` for drift), in one transaction: replacing what was
         there (``replace=False``: adding to it), or, on a refused row, leaving it as it was."""
@@ -580,8 +616,16 @@ class ReferenceRecords(RecordStore):
         frame = to_frame(data, sub.schema)
         with sub.mart.engine.begin() as conn:
             if replace:
-                return record_store.replace_reference(conn, sub.record, frame, partial(reference_profile, sub.schema))
-            _, rows = record_store.log_batches(conn, sub.record, self.kind, [frame])
+                return record_store.replace_reference(
+                    conn,
+                    sub.record,
+                    frame,
+                    partial(reference_profile, sub.schema),
+                    allow_extra_columns=allow_extra_columns,
+                )
+            _, rows = record_store.log_batches(
+                conn, sub.record, self.kind, [frame], allow_extra_columns=allow_extra_columns
+            )
             whole = record_store.read(conn, sub.record, self.kind)
             subscriptions_table.set_reference_profile(conn, sub.id, reference_profile(sub.schema, whole))
             return rows

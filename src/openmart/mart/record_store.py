@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from openmart.errors import ValidationError
 from openmart.mart import subscriptions
 from openmart.mart.identifiers import quote
-from openmart.mart.records import RecordKind, copy_into, prepare, select_sql
+from openmart.mart.records import RecordKind, accepted_columns, copy_into, prepare, select_sql, to_frame
 from openmart.mart.subscriptions import SubscriptionRecord
 
 TIME_COLUMN = {RecordKind.PAYLOAD: "scoring_timestamp", RecordKind.FEEDBACK: "recorded_at", RecordKind.REFERENCE: None}
@@ -54,19 +54,31 @@ def log_batches(
     batches: Iterable[Any],
     *,
     on_duplicate: OnDuplicate | str = OnDuplicate.REFUSE,
+    allow_extra_columns: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[list[pa.Array | None], int]:
     """Validate and COPY each batch into the kind's table, in the caller's transaction (all of
     them or, on a bad record, none: the caller rolls back). Returns the batches' payload scoring
-    ids and the row count. ``progress`` gets each batch's row count."""
+    ids and the row count. ``progress`` gets each batch's row count. A column the table has no
+    place for is refused by name, or dropped with ``allow_extra_columns``."""
     mode = on_duplicate_mode(on_duplicate)
     table = record.table(kind)
+    accepted = set(accepted_columns(kind, record.schema))
     raw = driver(conn)
     all_ids: list[pa.Array | None] = []
     rows = 0
     for data in batches:
         try:
-            arrow, ids = prepare(kind, data, record.schema)
+            frame = to_frame(data, record.schema)
+            extra = [c for c in frame.columns if c not in accepted]
+            if extra and len(frame) and not allow_extra_columns:  # an empty batch is refused as empty
+                raise ValidationError(
+                    f"{kind} batch: column {str(extra[0])!r} is not one of the subscription's"
+                    + (f" (also {[str(c) for c in extra[1:]]})" if len(extra) > 1 else "")
+                    + "; drop it, or log with allow_extra_columns=True (--allow-extra-columns)",
+                    column=str(extra[0]),
+                )
+            arrow, ids = prepare(kind, frame.drop(columns=extra) if extra else frame, record.schema)
             if mode is OnDuplicate.REPLACE and "scoring_id" in arrow.column_names:
                 _delete_ids(raw, table, arrow.column("scoring_id"))
             copy_into(raw, table, arrow, kind)
@@ -102,6 +114,8 @@ def replace_reference(
     record: SubscriptionRecord,
     frame: pd.DataFrame,
     profile_of: Callable[[pd.DataFrame], Mapping[str, Any]],
+    *,
+    allow_extra_columns: bool = False,
 ) -> int:
     """The subscription's reference becomes ``frame`` and its profile ``profile_of(frame)`` (made
     once the rows are accepted), in the caller's transaction: a refused row rolls back the whole
@@ -110,7 +124,7 @@ def replace_reference(
     with driver(conn).cursor() as cur:
         # DELETE, not TRUNCATE: readers of the old reference keep their snapshot until the swap commits
         cur.execute(f"DELETE FROM {quote(record.reference_table)}")
-    _, rows = log_batches(conn, record, RecordKind.REFERENCE, [frame])
+    _, rows = log_batches(conn, record, RecordKind.REFERENCE, [frame], allow_extra_columns=allow_extra_columns)
     subscriptions.set_reference_profile(conn, record.id, profile_of(frame))
     return rows
 
