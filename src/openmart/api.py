@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 
 from openmart import arguments, secrets
 from openmart.config import Settings
-from openmart.context import SubscriptionContext
+from openmart.context import RecordFields, SubscriptionContext
 from openmart.errors import RecordsRefused, ValidationError
 from openmart.mart import bindings as bindings_table
 from openmart.mart import explanations as explanations_table
@@ -345,7 +345,7 @@ def reference_profile(schema: SubscriptionSchema, frame: pd.DataFrame) -> dict[s
     return profile
 
 
-class Subscription:
+class Subscription(RecordFields):
     """A deployment under monitoring: a façade over its frozen record (``.record``) and the
     context the layers below work from (``.context``)."""
 
@@ -361,35 +361,6 @@ class Subscription:
         from openmart.monitors.store import Monitors
 
         self.monitors = Monitors(self)
-
-    # the record's fields, read-only: a subscription changes through the API, which makes a new record
-    @property
-    def id(self) -> int:
-        return self.record.id
-
-    @property
-    def name(self) -> str:
-        return self.record.name
-
-    @property
-    def binding(self) -> str | None:
-        return self.record.binding
-
-    @property
-    def deployment_id(self) -> str | None:
-        return self.record.deployment_id
-
-    @property
-    def asset_revision(self) -> str | None:
-        return self.record.asset_revision
-
-    @property
-    def schema(self) -> SubscriptionSchema:
-        return self.record.schema
-
-    @property
-    def created_at(self) -> datetime | None:
-        return self.record.created_at
 
     @property
     def mart(self) -> Mart:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy.engine import Engine
@@ -23,15 +24,12 @@ if TYPE_CHECKING:
     from openmart.providers.base import Provider
 
 
-@dataclass(frozen=True)
-class SubscriptionContext:
-    record: SubscriptionRecord
-    engine: Engine = field(repr=False)
-    settings: Settings = field(repr=False)
-    #: builds an adapter for the subscription's binding (secrets opened in memory); None: no binding
-    connect_provider: Callable[[], Provider] | None = field(default=None, repr=False, compare=False)
+class RecordFields:
+    """The record's fields, read through: ``ctx.schema``, not ``ctx.record.schema``. Shared by
+    the context and the API's ``Subscription``, which both carry a ``record``."""
 
-    # the record's fields, read through: lower layers say ctx.schema, not ctx.record.schema
+    record: SubscriptionRecord
+
     @property
     def id(self) -> int:
         return self.record.id
@@ -67,6 +65,19 @@ class SubscriptionContext:
     @property
     def reference_table(self) -> str:
         return self.record.reference_table
+
+    @property
+    def created_at(self) -> datetime | None:
+        return self.record.created_at
+
+
+@dataclass(frozen=True)
+class SubscriptionContext(RecordFields):
+    record: SubscriptionRecord
+    engine: Engine = field(repr=False)
+    settings: Settings = field(repr=False)
+    #: builds an adapter for the subscription's binding (secrets opened in memory); None: no binding
+    connect_provider: Callable[[], Provider] | None = field(default=None, repr=False, compare=False)
 
     def provider(self) -> Provider:
         """A new adapter for the binding; the caller closes it."""
