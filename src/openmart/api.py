@@ -25,9 +25,9 @@ from openmart import arguments, secrets
 from openmart.config import Settings
 from openmart.context import RecordFields, SubscriptionContext
 from openmart.errors import RecordsRefused, ValidationError
+from openmart.mart import api_keys, migrate, record_store
 from openmart.mart import bindings as bindings_table
 from openmart.mart import explanations as explanations_table
-from openmart.mart import migrate, record_store
 from openmart.mart import subscriptions as subscriptions_table
 from openmart.mart.engine import DEFAULT_SCHEMA, Location, create_engine, resolve
 from openmart.mart.identifiers import validate_name
@@ -67,6 +67,7 @@ class Mart:
         self.settings = settings
         self.bindings = Bindings(self)
         self.subscriptions = Subscriptions(self)
+        self.keys = ApiKeys(self)
 
     def __repr__(self) -> str:
         return f"<openmart.Mart {self.location.describe()}>"
@@ -123,6 +124,39 @@ class Mart:
 
         with self.engine.begin() as conn:
             return alerts.resolve(conn, alert_id, by=by, note=note)
+
+
+# -- API keys (openmart serve) ---------------------------------------------------------------------
+
+
+class ApiKeys:
+    """Keys for ``openmart serve``: scoped read < write < admin, stored hashed, revocable."""
+
+    def __init__(self, mart: Mart) -> None:
+        self._mart = mart
+
+    def create(self, name: str, scope: str = "read") -> tuple[api_keys.ApiKeyRecord, str]:
+        """A new key: its record and the clear key (``om_<prefix>_<secret>``), shown only now."""
+        with self._mart.engine.begin() as conn:
+            return api_keys.create(conn, name, scope)
+
+    def list(self, *, include_revoked: bool = False) -> list[api_keys.ApiKeyRecord]:
+        with self._mart.engine.connect() as conn:
+            return api_keys.list_all(conn, include_revoked=include_revoked)
+
+    def revoke(self, prefix_or_name: str) -> list[api_keys.ApiKeyRecord]:
+        """Revoke a key by its prefix (or every active key with that name); its tokens die with it."""
+        with self._mart.engine.begin() as conn:
+            return api_keys.revoke(conn, prefix_or_name)
+
+    def verify(self, key: str) -> api_keys.ApiKeyRecord | None:
+        """The active key this clear key is, or None."""
+        with self._mart.engine.begin() as conn:
+            return api_keys.verify(conn, key)
+
+    def signing_secret(self, key_id: int) -> bytes | None:
+        with self._mart.engine.connect() as conn:
+            return api_keys.signing_secret(conn, key_id)
 
 
 # -- bindings ------------------------------------------------------------------------------------

@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import typer
 
-from openmart.cli import bind, capture, db, explain, monitor, records, scoring, secrets, story, subscribe
+from openmart.cli import (
+    bind,
+    capture,
+    db,
+    explain,
+    keys,
+    monitor,
+    records,
+    scoring,
+    secrets,
+    serve,
+    story,
+    subscribe,
+)
 from openmart.cli.common import CliContext, OpenmartGroup
 
 app = typer.Typer(
@@ -55,6 +68,8 @@ app.command("quickstart")(story.quickstart)
 app.command("report")(story.report)
 app.command("explain")(explain.explain)
 app.add_typer(capture.app, name="capture")
+app.command("serve")(serve.serve)
+app.add_typer(keys.app, name="keys")
 
 
 def main() -> None:

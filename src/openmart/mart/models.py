@@ -96,6 +96,9 @@ class Monitor(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="true")
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
+    # the service's scheduler: every schedule_seconds (NULL: the kind's default), next at next_run_at
+    schedule_seconds: Mapped[int | None] = mapped_column(Integer, CheckConstraint("schedule_seconds > 0"))
+    next_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Evaluation(Base):
@@ -260,3 +263,36 @@ class CaptureEvent(Base):
     counts: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
     message: Mapped[str] = mapped_column(Text, nullable=False)
     at: Mapped[datetime] = _now()
+
+
+class ApiKey(Base):
+    """A key for ``openmart serve``: ``om_<prefix>_<secret>``; only SHA-256(secret) is kept."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (CheckConstraint("scope IN ('read', 'write', 'admin')", name="ck_api_keys_scope"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), nullable=False)
+    prefix: Mapped[str] = mapped_column(String(32), unique=True, nullable=False)
+    secret_hash: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    scope: Mapped[str] = mapped_column(String(8), nullable=False)
+    created_at: Mapped[datetime] = _now()
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ScoringRequest(Base):
+    """One scoring request capture saw, answered or not (the performance monitor's input)."""
+
+    __tablename__ = "scoring_requests"
+    __table_args__ = (Index("ix_scoring_requests_subscription_at", "subscription_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id", ondelete="CASCADE"), nullable=False)
+    at: Mapped[datetime] = _now()
+    status: Mapped[int] = mapped_column(SmallInteger, nullable=False)  # HTTP status the client got
+    records: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    request_bytes: Mapped[int | None] = mapped_column(Integer)
+    response_bytes: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[float | None] = mapped_column(Double)
+    source: Mapped[str] = mapped_column(String(16), nullable=False)  # proxy, score, rest, openscale
