@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 from openmart import arguments, secrets
 from openmart.config import Settings
 from openmart.context import RecordFields, SubscriptionContext
-from openmart.errors import RecordsRefused, ValidationError
+from openmart.errors import NotFound, RecordsRefused, ValidationError
 from openmart.mart import api_keys, migrate, record_store
 from openmart.mart import bindings as bindings_table
 from openmart.mart import explanations as explanations_table
@@ -40,6 +40,7 @@ from openmart.schema import ProblemType, SubscriptionSchema, infer_schema
 
 if TYPE_CHECKING:
     from openmart.evaluation.results import EvaluationResult
+    from openmart.explain.service import StoredExplanation
     from openmart.mart.alerts import AlertRecord
     from openmart.mart.evaluations import EvaluationRecord
     from openmart.providers.base import Provider
@@ -467,6 +468,7 @@ class Subscription(RecordFields):
         kinds: Iterable[str] | None = None,
         wait: bool = True,
         progress: Callable[[str], None] | None = None,
+        on_started: Callable[[int], object] | None = None,
     ) -> EvaluationResult:
         """Run the enabled monitors over the window; stores and returns the measurements and
         alerts — all of them, or (anything failed) none: the evaluation is recorded failed and
@@ -484,6 +486,7 @@ class Subscription(RecordFields):
             progress=progress,
             flush=self.flush,
             wait=wait,
+            on_started=on_started,
         )
 
     def evaluations(self, *, status: str | None = None, limit: int | None = None) -> list[EvaluationRecord]:
@@ -493,18 +496,64 @@ class Subscription(RecordFields):
 
         return evaluations_of(self.context, status=status, limit=limit)
 
-    def measurements(self, *, metric: str | None = None, monitor: str | None = None) -> pd.DataFrame:
-        """The history of measurements, oldest first."""
+    def measurements(
+        self,
+        *,
+        metric: str | None = None,
+        monitor: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        evaluation_id: int | None = None,
+        limit: int | None = None,
+    ) -> pd.DataFrame:
+        """The history of measurements, oldest first (measured in [since, until), of one
+        evaluation, the newest ``limit``: when given)."""
         from openmart.mart import evaluations
 
+        start, end = arguments.time_window(since, until)
+        limit = arguments.optional_integer(limit, "limit", minimum=1)
         with self._mart.engine.connect() as conn:
-            return evaluations.measurements_frame(conn, self.id, metric=metric, monitor=monitor)
+            return evaluations.measurements_frame(
+                conn,
+                self.id,
+                metric=metric,
+                monitor=monitor,
+                since=start,
+                until=end,
+                evaluation_id=evaluation_id,
+                limit=limit,
+            )
 
     def explanations(self, *, limit: int = 20) -> list[dict[str, Any]]:
         """The newest stored explanations (``openmart explain``), newest first."""
         limit = arguments.integer(limit, "limit", minimum=1)
         with self._mart.engine.connect() as conn:
             return explanations_table.recent(conn, self.id, limit)
+
+    def explain(self, scoring_id: str, *, method: str = "shap", refresh: bool = False) -> StoredExplanation:
+        """Explain one payload record through the binding (kept in the mart; read back unless ``refresh``)."""
+        from openmart.explain.service import explain
+
+        return explain(
+            self.context, str(scoring_id), method=arguments.choice(method, "method", ("shap", "lime")), refresh=refresh
+        )
+
+    def evaluation(self, evaluation_id: int) -> EvaluationRecord:
+        """One of this subscription's evaluations (NotFound for another subscription's)."""
+        from openmart.mart import evaluations
+
+        with self._mart.engine.connect() as conn:
+            found = evaluations.get(conn, evaluation_id)
+        if found.subscription_id != self.id:
+            raise NotFound(f"subscription {self.name!r} has no evaluation {evaluation_id}")
+        return found
+
+    def evaluation_alerts(self, evaluation_id: int) -> list[AlertRecord]:
+        """The alerts one evaluation opened, updated or resolved."""
+        from openmart.mart import alerts
+
+        with self._mart.engine.connect() as conn:
+            return alerts.for_evaluation(conn, self.evaluation(evaluation_id).id)
 
     def provider(self) -> Provider:
         return self.context.provider()
@@ -566,6 +615,17 @@ class RecordStore:
     def count(self) -> int:
         with self._sub.mart.engine.connect() as conn:
             return record_store.count(conn, self.table)
+
+    def page(
+        self, *, limit: int = 100, after: Sequence[Any] | None = None, offset: int = 0
+    ) -> tuple[pd.DataFrame, int]:
+        """One page in a stable order (payload: scoring_timestamp, scoring_id; else record_id):
+        the records after the cursor ``after`` (the last record's values of those columns) or
+        ``offset`` records, and the table's total."""
+        limit = arguments.integer(limit, "limit", minimum=1)
+        offset = arguments.integer(offset, "offset", minimum=0)
+        with self._sub.mart.engine.connect() as conn:
+            return record_store.page(conn, self._sub.record, self.kind, limit=limit, after=after, offset=offset)
 
     def count_ids(self, scoring_ids: Iterable[Any]) -> int:
         """How many of these scoring ids the table holds (the truth, read from the mart)."""

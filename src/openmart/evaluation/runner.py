@@ -95,12 +95,15 @@ def evaluate(
     workers: int = 2,
     flush: Callable[[], object] | None = None,
     wait: bool = True,
+    on_started: Callable[[int], object] | None = None,
 ) -> EvaluationResult:
     """Evaluate the subscription's enabled monitors (``kinds``: only these) over the window.
 
     ``flush`` is called first (records captured in the background belong in the window);
     ``progress`` hears each monitor's kind as it starts, and a line when the evaluation waits
-    for another one of the same subscription (``wait=False``: refuse instead)."""
+    for another one of the same subscription (``wait=False``: refuse instead). ``on_started``
+    hears the evaluation's id once its ``running`` row is committed (the REST API answers with
+    it while the evaluation runs); what it raises fails the evaluation like any other error."""
     if flush is not None:
         flush()
     window = Window(since=since, until=until, last=last)
@@ -116,7 +119,7 @@ def evaluate(
                 evaluation_id = evaluations.start(lock_conn, ctx.id, window_start=since, window_end=until)
             if swept:
                 log.warning("subscription %r: evaluations %s were abandoned by their process", ctx.name, swept)
-            return _run(ctx, lock_conn, evaluation_id, window, configs, progress, workers)
+            return _run(ctx, lock_conn, evaluation_id, window, configs, progress, workers, on_started)
         finally:
             _release(lock_conn, key)
 
@@ -193,12 +196,15 @@ def _run(
     configs: list[MonitorConfig],
     progress: Progress | None,
     workers: int,
+    on_started: Callable[[int], object] | None = None,
 ) -> EvaluationResult:
     started = time.perf_counter()
     outcomes: list[MonitorOutcome] = []
     records: int | None = None
     step = "starting"
     try:
+        if on_started is not None:  # inside the try: its failure is recorded like any other
+            on_started(evaluation_id)
         step = "scoring feedback"
         txn = conn.begin()
         scored, scoring_calls = _score_feedback(ctx, conn, configs, progress)

@@ -196,6 +196,18 @@ def frame(
     return pd.read_sql_query(q, conn)
 
 
+def for_evaluation(conn: Connection, evaluation_id: int) -> list[AlertRecord]:
+    """The alerts an evaluation opened, updated (breached again) or resolved, oldest first."""
+    a = models.Alert
+    touched = sa.or_(
+        a.evaluation_id == evaluation_id,
+        a.last_evaluation_id == evaluation_id,
+        a.resolved_evaluation_id == evaluation_id,
+    )
+    session = sa.orm.Session(bind=conn)
+    return [_record(row, name) for row, name in session.execute(_select().where(touched).order_by(a.id))]
+
+
 def get(conn: Connection, alert_id: int, *, for_update: bool = False) -> AlertRecord:
     q = _select().where(models.Alert.id == alert_id)
     if for_update:

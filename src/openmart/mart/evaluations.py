@@ -332,12 +332,31 @@ def add_measurements(
 
 
 def measurements_frame(
-    conn: Connection, subscription_id: int, *, metric: str | None = None, monitor: str | None = None
+    conn: Connection,
+    subscription_id: int,
+    *,
+    metric: str | None = None,
+    monitor: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    evaluation_id: int | None = None,
+    limit: int | None = None,
 ) -> pd.DataFrame:
-    """The subscription's measurements (only this metric / monitor when given), oldest first."""
-    q = sa.select(models.Measurement).where(models.Measurement.subscription_id == subscription_id)
+    """The subscription's measurements (only this metric / monitor / evaluation, measured in
+    [since, until), when given), oldest first; ``limit``: the newest that many of them."""
+    m = models.Measurement
+    q = sa.select(m).where(m.subscription_id == subscription_id)
     if metric:
-        q = q.where(models.Measurement.metric == metric)
+        q = q.where(m.metric == metric)
     if monitor:
-        q = q.where(models.Measurement.monitor == monitor)
-    return pd.read_sql_query(q.order_by(models.Measurement.id), conn)
+        q = q.where(m.monitor == monitor)
+    if since is not None:
+        q = q.where(m.measured_at >= since)
+    if until is not None:
+        q = q.where(m.measured_at < until)
+    if evaluation_id is not None:
+        q = q.where(m.evaluation_id == evaluation_id)
+    if limit is not None:
+        newest = q.order_by(m.id.desc()).limit(limit).subquery()
+        return pd.read_sql_query(sa.select(newest).order_by(newest.c.id), conn)
+    return pd.read_sql_query(q.order_by(m.id), conn)

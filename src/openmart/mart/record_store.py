@@ -174,6 +174,46 @@ def read(
     return frame
 
 
+#: the order records are paged in: unique, so a cursor (the last row's values of these) is stable
+PAGE_ORDER = {
+    RecordKind.PAYLOAD: ("scoring_timestamp", "scoring_id"),
+    RecordKind.FEEDBACK: ("record_id",),
+    RecordKind.REFERENCE: ("record_id",),
+}
+
+
+def page(
+    conn: Connection,
+    record: SubscriptionRecord,
+    kind: RecordKind,
+    *,
+    limit: int,
+    after: Sequence[Any] | None = None,
+    offset: int = 0,
+) -> tuple[pd.DataFrame, int]:
+    """One page of a record table in :data:`PAGE_ORDER`: the rows after the cursor ``after`` (the
+    last row's values of the order's columns) or after ``offset`` rows, and the table's total."""
+    order = PAGE_ORDER[RecordKind(kind)]
+    table = quote(record.table(kind))
+    cols = ", ".join(quote(c) for c in order)
+    sql = f"SELECT * FROM {table}"
+    params: dict[str, Any] = {"limit": int(limit), "offset": int(offset)}
+    if after is not None:
+        if len(after) != len(order):
+            raise ValidationError(f"cursor: expected {len(order)} values, got {len(after)}", column="cursor")
+        marks = ", ".join(f"%(after_{i})s" for i in range(len(order)))
+        sql += f" WHERE ({cols}) > ({marks})"
+        params.update({f"after_{i}": v for i, v in enumerate(after)})
+    sql += f" ORDER BY {cols} LIMIT %(limit)s OFFSET %(offset)s"
+    with driver(conn).cursor() as cur:
+        cur.execute(sql, params)
+        names = [d[0] for d in cur.description]
+        frame = pd.DataFrame(cur.fetchall(), columns=names)
+        cur.execute(f"SELECT count(*) FROM {table}")
+        total = int(cur.fetchone()[0])
+    return frame, total
+
+
 # -- DB-API level, for capture's writer thread and the spool (no SQLAlchemy on the hot path) ------
 
 

@@ -1,8 +1,13 @@
-"""openmart's own REST API under ``/api/v1``: bindings, subscriptions, records, evaluations,
-measurements, alerts, explanations."""
+"""openmart's own REST API under ``/api/v1``: bindings, subscriptions and their monitors,
+records (logging and paging), evaluations and measurements, alerts, explanations. Every route
+calls the Python API (:mod:`openmart.api`), as the CLI does; docs/service.md describes them."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
+from openmart.service.rest import alerts, bindings, evaluations, explanations, records, subscriptions
+
 router = APIRouter(prefix="/api/v1")
+for _module in (bindings, subscriptions, records, evaluations, alerts, explanations):
+    router.include_router(_module.router)
