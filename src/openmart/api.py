@@ -40,9 +40,11 @@ from openmart.schema import ProblemType, SubscriptionSchema, infer_schema
 
 if TYPE_CHECKING:
     from openmart.evaluation.results import EvaluationResult
+    from openmart.evaluation.scheduler import ScheduledRun
     from openmart.explain.service import StoredExplanation
     from openmart.mart.alerts import AlertRecord
     from openmart.mart.evaluations import EvaluationRecord
+    from openmart.monitors.schedule import MonitorSchedule
     from openmart.providers.base import Provider
     from openmart.scoring.capture import PayloadCapture
 
@@ -125,6 +127,30 @@ class Mart:
 
         with self.engine.begin() as conn:
             return alerts.resolve(conn, alert_id, by=by, note=note)
+
+    # -- schedules (docs/evaluations.md, "Scheduled evaluations") --------------------------------
+
+    def schedules(self, subscription: str | None = None) -> list[MonitorSchedule]:
+        """Every monitor's schedule (or one subscription's): period, next run."""
+        if subscription is not None:
+            return self.subscriptions.get(subscription).monitors.schedules()
+        from openmart.mart import schedules
+        from openmart.monitors.schedule import schedule_of
+
+        with self.engine.connect() as conn:
+            rows = schedules.list_schedules(conn)
+        return [schedule_of(r.subscription, r.kind, r.enabled, r.schedule_seconds, r.next_run_at) for r in rows]
+
+    def run_due(
+        self, *, now: datetime | None = None, should_stop: Callable[[], bool] | None = None
+    ) -> list[ScheduledRun]:
+        """Run the monitors whose schedule is due (what ``openmart serve`` does on its own), each
+        due slot once even with several services on this mart; a failed evaluation is recorded
+        and reported in its ``ScheduledRun``, not raised. To run a subscription's monitors now,
+        whatever their schedule: ``sub.evaluate(kinds=[...])``."""
+        from openmart.evaluation.scheduler import run_due
+
+        return run_due(self.engine, lambda record: Subscription(self, record).context, now=now, should_stop=should_stop)
 
 
 # -- API keys (openmart serve) ---------------------------------------------------------------------

@@ -195,6 +195,68 @@ def kinds(json_: bool = typer.Option(False, "--json", help="Machine-readable out
     emit_table(tests, ["name", "kinds", "threshold", "drift_when", "help"], title="drift tests")
 
 
+_SCHEDULE_COLUMNS = ["subscription", "kind", "enabled", "every", "default", "next_run_at"]
+
+
+@app.command()
+def schedule(
+    ctx: typer.Context,
+    subscription: str,
+    kind: str,
+    every: str = typer.Option(
+        ..., "--every", help="90s, 15m, 1h, 3h, 1d or seconds; 'default' (the kind's: quality 1h, drift 3h); 'off'."
+    ),
+    json_: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Set how often `openmart serve` runs a monitor; its next run is one period from now.
+
+    Example: openmart monitor schedule credit drift --every 6h
+    """
+    shown = state(ctx).mart.subscriptions.get(subscription).monitors.schedule(kind, every).to_dict()
+    if json_:
+        emit_json(shown)
+    elif shown["scheduled"]:
+        when = f"every {shown['every']}, next at {shown['next_run_at']}"
+        out.print(f"{kind} on {subscription!r}: {when}", highlight=False)
+    else:
+        out.print(f"{kind} on {subscription!r}: not scheduled (run it with openmart evaluate)", highlight=False)
+
+
+@app.command()
+def schedules(
+    ctx: typer.Context,
+    subscription: str | None = typer.Argument(None, help="Only this subscription's monitors."),
+    json_: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """The monitors' schedules: how often each runs under `openmart serve`, and when next."""
+    rows = [s.to_dict() for s in state(ctx).mart.schedules(subscription)]
+    if json_:
+        emit_json(rows)
+    else:
+        emit_table(rows, _SCHEDULE_COLUMNS)
+
+
+@app.command("run-due")
+def run_due(ctx: typer.Context, json_: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Run the monitors whose schedule is due now, as `openmart serve` would (each due slot runs
+    once, even with services running). Exit 1 when a scheduled evaluation failed (it is recorded).
+
+    To run a subscription's monitors now, whatever their schedule: openmart evaluate SUB.
+    """
+    runs = [r.to_dict() for r in state(ctx).mart.run_due()]
+    if json_:
+        emit_json(runs)
+    elif not runs:
+        err.print("no monitor is due", highlight=False)
+    else:
+        emit_table(
+            [{**r, "kinds": ",".join(r["kinds"])} for r in runs],
+            ["subscription", "kinds", "slot", "missed", "status", "evaluation_id", "error"],
+        )
+    if any(r["status"] != "finished" for r in runs):
+        raise typer.Exit(1)
+
+
 def evaluate(
     ctx: typer.Context,
     subscription: str,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,6 +24,13 @@ class StoredMonitor:
     thresholds: list[dict[str, Any]]
     min_records: int
     enabled: bool
+    schedule_seconds: int | None = None  # the service's scheduler: None is the kind's default
+    next_run_at: datetime | None = None  # None: not scheduled
+
+
+def _armed(seconds: Any) -> Any:
+    """``now() + seconds`` (NULL when seconds is NULL: not scheduled)."""
+    return sa.func.now() + sa.func.make_interval(0, 0, 0, 0, 0, 0, sa.cast(seconds, sa.Float))
 
 
 def upsert(
@@ -33,8 +41,12 @@ def upsert(
     parameters: Mapping[str, Any],
     thresholds: Sequence[Mapping[str, Any]],
     min_records: int,
+    default_schedule_seconds: int | None = None,
 ) -> None:
-    """Enable the subscription's monitor of this kind, replacing its configuration."""
+    """Enable the subscription's monitor of this kind, replacing its configuration. A new or
+    re-enabled monitor is scheduled (its own period, else ``default_schedule_seconds``; none: not
+    scheduled); reconfiguring an enabled one keeps its schedule."""
+    default = sa.literal(default_schedule_seconds, sa.Integer)
     stmt = insert(models.Monitor).values(
         subscription_id=subscription_id,
         kind=kind,
@@ -42,11 +54,16 @@ def upsert(
         thresholds=[dict(t) for t in thresholds],
         min_records=int(min_records),
         enabled=True,
+        next_run_at=_armed(default),
+    )
+    rearmed = sa.case(
+        (models.Monitor.enabled, models.Monitor.next_run_at),
+        else_=_armed(sa.func.coalesce(models.Monitor.schedule_seconds, default)),
     )
     stmt = stmt.on_conflict_do_update(
         constraint="uq_monitors_subscription_kind",
         set_={k: stmt.excluded[k] for k in ("parameters", "thresholds", "min_records", "enabled")}
-        | {"updated_at": sa.func.now()},
+        | {"updated_at": sa.func.now(), "next_run_at": rearmed},
     )
     conn.execute(stmt)
 
@@ -69,11 +86,13 @@ def list_for(conn: Connection, subscription_id: int) -> list[StoredMonitor]:
             models.Monitor.thresholds,
             models.Monitor.min_records,
             models.Monitor.enabled,
+            models.Monitor.schedule_seconds,
+            models.Monitor.next_run_at,
         )
         .where(models.Monitor.subscription_id == subscription_id)
         .order_by(models.Monitor.id)
     ).all()
-    return [StoredMonitor(k, dict(p or {}), list(t or []), int(m), bool(e)) for k, p, t, m, e in rows]
+    return [StoredMonitor(k, dict(p or {}), list(t or []), int(m), bool(e), s, n) for k, p, t, m, e, s, n in rows]
 
 
 def update_parameters(conn: Connection, subscription_id: int, kind: str, parameters: Mapping[str, Any]) -> None:

@@ -109,6 +109,8 @@ class MonitorConfig:
     thresholds: list[Threshold] = field(default_factory=list)
     min_records: int = 100
     enabled: bool = True
+    #: when the service runs it (``MonitorSchedule.to_dict()``), as stored; None on a config not read back
+    schedule: dict[str, Any] | None = field(default=None, compare=False)
 
     def threshold(self, metric: str, feature: str | None = None) -> Threshold | None:
         for t in self.thresholds:
@@ -126,4 +128,4 @@ class MonitorConfig:
             "enabled": self.enabled,
             "thresholds": [t.to_dict() for t in self.thresholds],
             "min_records": self.min_records,
-        }
+        } | ({"schedule": self.schedule} if self.schedule is not None else {})

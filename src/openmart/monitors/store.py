@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from openmart.context import SubscriptionContext
-from openmart.errors import MonitorError, NotFound
-from openmart.mart import monitor_configs
+from openmart.errors import MonitorError, NotFound, ValidationError
+from openmart.mart import monitor_configs, schedules
 from openmart.monitors import registry
 from openmart.monitors.base import Monitor, context_of, validate_options
 from openmart.monitors.config import MonitorConfig, Threshold
+from openmart.monitors.schedule import OFF, MonitorSchedule, default_seconds, parse_every, schedule_of
 
 
 class Monitors:
@@ -39,6 +40,7 @@ class Monitors:
                 parameters=config.parameters,
                 thresholds=[t.to_dict() for t in config.thresholds],
                 min_records=config.min_records,
+                default_schedule_seconds=default_seconds(monitor.kind),
             )
         return config
 
@@ -55,10 +57,38 @@ class Monitors:
             rows = monitor_configs.list_for(conn, ctx.id)
         return [
             MonitorConfig(
-                r.kind, dict(r.parameters), [Threshold.from_dict(t) for t in r.thresholds], r.min_records, r.enabled
+                r.kind,
+                dict(r.parameters),
+                [Threshold.from_dict(t) for t in r.thresholds],
+                r.min_records,
+                r.enabled,
+                schedule_of(ctx.name, r.kind, r.enabled, r.schedule_seconds, r.next_run_at).to_dict(),
             )
             for r in rows
         ]
+
+    def schedule(self, kind: str, every: int | str | None = None) -> MonitorSchedule:
+        """When the service runs this monitor: ``every`` seconds or ``"90s"``, ``"15m"``, ``"1h"``,
+        ``"3h"``, ``"1d"``; ``"default"``/None: its kind's default; ``"off"``: not scheduled. The
+        next run is one period from now (the slots are counted from now on)."""
+        period = parse_every(every)
+        ctx = self.ctx
+        own = period if isinstance(period, int) else None
+        arm = None if period == OFF else (own or default_seconds(kind))
+        if period != OFF and arm is None:
+            raise ValidationError(f"the {kind} monitor has no default schedule: give a period, e.g. every='1d'")
+        with ctx.engine.begin() as conn:
+            row = schedules.set_schedule(conn, ctx.id, str(kind), schedule_seconds=own, arm_seconds=arm)
+        if row is None:
+            raise NotFound(f"subscription {ctx.name!r} has no {kind} monitor (enable it first)")
+        return schedule_of(ctx.name, row.kind, row.enabled, row.schedule_seconds, row.next_run_at)
+
+    def schedules(self) -> list[MonitorSchedule]:
+        """This subscription's monitors' schedules."""
+        ctx = self.ctx
+        with ctx.engine.connect() as conn:
+            rows = schedules.list_schedules(conn, ctx.id)
+        return [schedule_of(r.subscription, r.kind, r.enabled, r.schedule_seconds, r.next_run_at) for r in rows]
 
     def get(self, kind: str) -> MonitorConfig:
         for c in self.configs():
