@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from openmart.explain.service import StoredExplanation
     from openmart.mart.alerts import AlertRecord
     from openmart.mart.evaluations import EvaluationRecord
+    from openmart.monitors.performance import Performance
     from openmart.monitors.schedule import MonitorSchedule
     from openmart.providers.base import Provider
     from openmart.scoring.capture import PayloadCapture
@@ -450,11 +451,9 @@ class Subscription(RecordFields):
         outside [0, 1], a null prediction) is refused by name: the other records are logged, the
         refused ones are set aside (``openmart capture rejected``), and :class:`RecordsRefused`
         is raised with every scored record and each refusal's reason."""
-        from openmart.scoring.intake import IntakeBuilder
-        from openmart.scoring.score import score_frame
+        from openmart.scoring.score import score_for_capture
 
-        scored = score_frame(self.context, records)
-        intake = IntakeBuilder(self.schema, asset_revision=self.asset_revision).build([scored])
+        scored, intake = score_for_capture(self.context, records)  # with its scoring_requests row
         self.capture.submit_intake(intake)
         counts = {"scored": len(scored), "accepted": intake.rows, "refused": len(intake.set_aside)}
         if wait:
@@ -484,6 +483,37 @@ class Subscription(RecordFields):
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait for background payload writes to finish."""
         return self._capture.flush(timeout) if self._capture is not None else True
+
+    # -- performance (scoring_requests) --------------------------------------------------------------
+    def log_requests(self, requests: Iterable[Mapping[str, Any]] | pd.DataFrame, *, source: str = "rest") -> int:
+        """Record scoring requests seen outside capture (e.g. the OpenScale routes, ``source="openscale"``)
+        for the performance monitor: mappings with ``status`` (the HTTP status the client got) and
+        optionally ``at`` (default now), ``records``, ``request_bytes``, ``response_bytes``,
+        ``latency_ms``, ``source``, ``request_id`` (one stored already is skipped: a retry is
+        counted once). All or none (ValidationError names the request and field); returns how many were added."""
+        from openmart.mart import scoring_requests
+
+        rows = scoring_requests.rows_from(requests, source=source)
+        with self._mart.engine.begin() as conn:
+            return scoring_requests.insert(conn, self.id, rows)
+
+    def performance(
+        self,
+        *,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        last: int | None = None,
+        bucket: str | None = "minute",
+    ) -> Performance:
+        """Throughput, payload size, latency percentiles and error rate of the scoring requests in
+        [since, until) (or the newest ``last``), and a time series per ``bucket`` (minute, hour,
+        day, 5m, ...; None: no series). Units: docs/monitors.md."""
+        from openmart.monitors.performance import report
+
+        start, end = arguments.time_window(since, until)
+        last = arguments.optional_integer(last, "last", minimum=1)
+        with self._mart.engine.connect() as conn:
+            return report(conn, self.context, since=start, until=end, last=last, bucket=bucket)
 
     def evaluate(
         self,

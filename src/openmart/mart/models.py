@@ -285,7 +285,10 @@ class ScoringRequest(Base):
     """One scoring request capture saw, answered or not (the performance monitor's input)."""
 
     __tablename__ = "scoring_requests"
-    __table_args__ = (Index("ix_scoring_requests_subscription_at", "subscription_id", "at"),)
+    __table_args__ = (
+        Index("ix_scoring_requests_subscription_at", "subscription_id", "at"),
+        Index("uq_scoring_requests_subscription_request", "subscription_id", "request_id", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id", ondelete="CASCADE"), nullable=False)
@@ -296,3 +299,4 @@ class ScoringRequest(Base):
     response_bytes: Mapped[int | None] = mapped_column(Integer)
     latency_ms: Mapped[float | None] = mapped_column(Double)
     source: Mapped[str] = mapped_column(String(16), nullable=False)  # proxy, score, rest, openscale
+    request_id: Mapped[str | None] = mapped_column(String(64))  # replays are counted once (migration 0007)

@@ -20,7 +20,8 @@ class MonitorKind:
     FAIRNESS: Final = "fairness"
     DRIFT: Final = "drift"
     EXPLAINABILITY: Final = "explainability"
-    BUILT_IN: Final = (QUALITY, FAIRNESS, DRIFT, EXPLAINABILITY)
+    PERFORMANCE: Final = "performance"
+    BUILT_IN: Final = (QUALITY, FAIRNESS, DRIFT, EXPLAINABILITY, PERFORMANCE)
 
 
 class ThresholdType(StrEnum):

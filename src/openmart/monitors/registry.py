@@ -1,6 +1,6 @@
 """Monitors by kind, discovered through the entry-point group ``openmart.monitors``.
 
-openmart declares its four built-in monitors there itself (pyproject.toml); a user's package
+openmart declares its built-in monitors there itself (pyproject.toml); a user's package
 adds its own the same way (OpenScale's custom monitors). An entry point names a class (made with
 no arguments) or an instance implementing :class:`~openmart.monitors.base.Monitor`. A plug-in
 that fails to load, or does not look like a monitor, is skipped with a logged reason (as the
@@ -32,6 +32,7 @@ def _built_in() -> dict[str, Monitor]:
     from openmart.monitors.drift import DriftMonitor
     from openmart.monitors.explainability import ExplainabilityMonitor
     from openmart.monitors.fairness import FairnessMonitor
+    from openmart.monitors.performance import PerformanceMonitor
     from openmart.monitors.quality import QualityMonitor
 
     return {
@@ -39,6 +40,7 @@ def _built_in() -> dict[str, Monitor]:
         MonitorKind.FAIRNESS: FairnessMonitor(),
         MonitorKind.DRIFT: DriftMonitor(),
         MonitorKind.EXPLAINABILITY: ExplainabilityMonitor(),
+        MonitorKind.PERFORMANCE: PerformanceMonitor(),
     }
 
 

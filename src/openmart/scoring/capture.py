@@ -11,6 +11,10 @@ writer thread takes them in batches and keeps every record in the first sink tha
    counted, logged at error level, shown by :meth:`PayloadCapture.health` and written to the
    mart's ``capture_events`` once it answers.
 
+Each batch's scoring requests (``scoring_requests``: answered or not, for the performance
+monitor) go the same way in the same transaction or spool file as its records; a failed request
+(no records) is queued on its own with :meth:`PayloadCapture.submit_request`.
+
 A record that does not fit the schema (or an exchange that cannot be decoded) is set aside, on
 its own, with its raw exchange and the reason, in ``capture_set_aside`` (or the spool's
 ``aside/`` folder while the mart is away); ``openmart capture replay`` stores it later.
@@ -44,10 +48,21 @@ import sqlalchemy as sa
 
 from openmart.context import HasContext, SubscriptionContext, context_of
 from openmart.errors import ValidationError
+from openmart.mart import scoring_requests
 from openmart.mart.capture_store import SOURCE_RECORD, SetAside, insert_event, insert_set_aside
 from openmart.mart.records import RecordKind, copy_into
+from openmart.mart.scoring_requests import RequestRow
 from openmart.scoring import journal
-from openmart.scoring.intake import Exchange, ExchangeDecoder, Intake, IntakeBuilder, Item, concat, exchange_aside
+from openmart.scoring.intake import (
+    Exchange,
+    ExchangeDecoder,
+    Intake,
+    IntakeBuilder,
+    Item,
+    concat,
+    exchange_aside,
+    exchange_request,
+)
 from openmart.scoring.spool import insert_idempotent, spool_of
 
 __all__ = ["CaptureStats", "Exchange", "PayloadCapture"]
@@ -69,6 +84,10 @@ class CaptureStats:
     spooled: int = 0  # records written to the spool (later drained: counted in stored too)
     set_aside: int = 0  # exchanges or records kept aside with a reason
     dropped: int = 0  # past the memory bound, with mart and disk both failing
+    requests: int = 0  # scoring request rows handed to capture
+    requests_stored: int = 0  # request rows in the mart (directly, or drained from the spool)
+    requests_spooled: int = 0
+    requests_dropped: int = 0  # past the memory bound, as records
     errors: list[str] = field(default_factory=list)
     failures: dict[str, int] = field(default_factory=dict)
 
@@ -78,16 +97,18 @@ class CaptureStats:
 
 
 _Token = journal.Segment | None
-_Queued = Item | Intake
+_Queued = Item | Intake | RequestRow
 
 
 class _Buffered:
     """What mart and disk both refused, kept in memory until one of them takes it."""
 
-    __slots__ = ("table", "aside", "tokens")
+    __slots__ = ("table", "aside", "tokens", "requests")
 
-    def __init__(self, table: pa.Table | None, aside: list[SetAside], tokens: list[_Token]) -> None:
-        self.table, self.aside, self.tokens = table, aside, tokens
+    def __init__(
+        self, table: pa.Table | None, aside: list[SetAside], tokens: list[_Token], requests: list[RequestRow]
+    ) -> None:
+        self.table, self.aside, self.tokens, self.requests = table, aside, tokens, requests
 
     @property
     def records(self) -> int:
@@ -123,6 +144,7 @@ class PayloadCapture:
         self.stats = CaptureStats()
         self._buffer: collections.deque[_Buffered] = collections.deque()
         self._buffered = 0
+        self._buffered_requests = 0
         self._unreported_drops = 0
         self._idle = threading.Condition()
         self._pending = 0
@@ -146,6 +168,13 @@ class PayloadCapture:
     def submit_intake(self, intake: Intake) -> None:
         """Queue records validated already (``sub.score`` validates on the caller's thread)."""
         self._enqueue(intake, intake.rows + len(intake.set_aside))
+
+    def submit_request(self, row: RequestRow) -> None:
+        """Queue the request row of a request that produced no exchange (a failed one)."""
+        with self._idle:
+            self._pending += 1
+        self.stats.requests += 1
+        self._queue.put((row, None))
 
     def submit_durable(self, exchange: Exchange) -> concurrent.futures.Future[None]:
         """Durable mode: the returned future resolves once the exchange is on disk (fsync'd,
@@ -201,6 +230,12 @@ class PayloadCapture:
             "dropped": st.dropped,
             "durable": self.journal is not None,
             "failures": dict(st.failures),
+            "requests": {
+                "seen": st.requests,
+                "stored": st.requests_stored,
+                "spooled": st.requests_spooled,
+                "dropped": st.requests_dropped,
+            },
             "errors": list(st.errors[-5:]),
         }
 
@@ -218,7 +253,11 @@ class PayloadCapture:
 
     def drain_spool(self) -> int:
         """Write spooled batches and set-aside records now; returns how many records were stored."""
-        stored = self.spool.drain(self._engine.raw_connection, self._table)
+        before = self.spool.requests_stored
+        try:
+            stored = self.spool.drain(self._engine.raw_connection, self._table)
+        finally:
+            self.stats.requests_stored += self.spool.requests_stored - before
         self.spool.drain_aside(self._engine.raw_connection, self._sub_id)
         self.stats.stored += stored
         return stored
@@ -237,9 +276,11 @@ class PayloadCapture:
         self._retry_buffer()
         if self._buffer:
             lost = sum(b.records for b in self._buffer)
+            self._drop_requests(sum(len(b.requests) for b in self._buffer), "capture stopped")
             self._drop(lost, "capture stopped while mart and spool both refused")
             self._buffer.clear()
             self._buffered = 0
+            self._buffered_requests = 0
 
     # -- writer thread ---------------------------------------------------------------------------
     def _take_batch(self) -> tuple[list[tuple[_Queued, _Token]], bool]:
@@ -289,33 +330,39 @@ class PayloadCapture:
     def _process(self, items: list[tuple[_Queued, _Token]]) -> None:
         tokens = [t for _, t in items]
         ready = [i for i, _ in items if isinstance(i, Intake)]
-        raw = [i for i, _ in items if not isinstance(i, Intake)]
+        requests = [i for i, _ in items if isinstance(i, RequestRow)]
+        raw = [i for i, _ in items if not isinstance(i, Intake | RequestRow)]
         try:
             if raw:
                 ready.append(self._intake.build(raw))
         except Exception as exc:  # a bug in decoding or validation: keep every item raw, say why
             log.exception("capture: building the batch failed")
             reason = f"internal error: {type(exc).__name__}: {exc}"
-            ready.append(Intake(None, [_raw_aside(i, reason) for i in raw]))
+            undecoded = [exchange_request(i, 0) for i in raw if isinstance(i, Exchange)]
+            ready.append(Intake(None, [_raw_aside(i, reason) for i in raw], undecoded))
+        self.stats.requests += sum(len(r.requests) for r in ready)
+        requests += [q for r in ready for q in r.requests]
         table = concat([r.table for r in ready if r.table is not None])
-        self._keep(table, [a for r in ready for a in r.set_aside], tokens)
+        self._keep(table, [a for r in ready for a in r.set_aside], tokens, requests)
 
-    def _keep(self, table: pa.Table | None, aside: list[SetAside], tokens: list[_Token]) -> None:
+    def _keep(
+        self, table: pa.Table | None, aside: list[SetAside], tokens: list[_Token], requests: list[RequestRow]
+    ) -> None:
         """Mart, else spool, else memory; ``tokens`` (journal segments) are released once kept."""
         if self._buffer:  # keep order: older buffered records go first
             self._retry_buffer()
-        if table is None and not aside:
+        if table is None and not aside and not requests:
             self._release(tokens)
             return
-        if not self._buffer and self._to_mart(table, aside):
+        if not self._buffer and self._to_mart(table, aside, requests):
             self._release(tokens)
             return
-        if not self._buffer and self._to_spool(table, aside):
+        if not self._buffer and self._to_spool(table, aside, requests):
             self._release(tokens)
             return
-        self._to_memory(_Buffered(table, aside, tokens))
+        self._to_memory(_Buffered(table, aside, tokens, requests))
 
-    def _to_mart(self, table: pa.Table | None, aside: list[SetAside]) -> bool:
+    def _to_mart(self, table: pa.Table | None, aside: list[SetAside], requests: list[RequestRow]) -> bool:
         try:
             conn = self._engine.raw_connection()
         except _DB_DOWN:
@@ -323,6 +370,8 @@ class PayloadCapture:
         drops = self._unreported_drops
         try:
             stored = self._store(conn, table) if table is not None else 0
+            # in the payload's transaction: a record never exists without its request
+            requests_added = scoring_requests.insert(conn, self._sub_id, requests) if requests else 0
             if aside:
                 insert_set_aside(conn, self._sub_id, aside)
             if drops:
@@ -343,6 +392,7 @@ class PayloadCapture:
                 conn.close()
         self._unreported_drops -= drops
         self.stats.stored += stored
+        self.stats.requests_stored += requests_added
         self.stats.set_aside += len(aside)
         return True
 
@@ -357,10 +407,10 @@ class PayloadCapture:
                 conn.rollback()
         return insert_idempotent(conn, self._table, table)
 
-    def _to_spool(self, table: pa.Table | None, aside: list[SetAside]) -> bool:
+    def _to_spool(self, table: pa.Table | None, aside: list[SetAside], requests: list[RequestRow]) -> bool:
         try:
-            if table is not None:
-                self.spool.put(table)
+            if table is not None or requests:
+                self.spool.put(table, requests)
             if aside:
                 self.spool.put_aside(aside)
         except OSError as exc:
@@ -370,10 +420,16 @@ class PayloadCapture:
             self.stats.note_error(f"spool: {exc}")
             return False
         self.stats.spooled += table.num_rows if table is not None else 0
+        self.stats.requests_spooled += len(requests)
         self.stats.set_aside += len(aside)
         return True
 
     def _to_memory(self, entry: _Buffered) -> None:
+        if len(entry.requests) > self._max_buffered - self._buffered_requests:
+            # request rows have a bound of their own (as many as records): past it they are dropped
+            # whole, counted; the entry's records are kept as usual
+            self._drop_requests(len(entry.requests), "mart and spool both refuse, and the memory buffer is full")
+            entry = _Buffered(entry.table, entry.aside, entry.tokens, [])
         room = self._max_buffered - self._buffered
         if entry.records > room:
             # keep what fits, drop the rest; the journal segments of a cut entry are never
@@ -384,24 +440,34 @@ class PayloadCapture:
             self._drop(
                 entry.records - kept_rows - len(aside), "mart and spool both refuse, and the memory buffer is full"
             )
-            entry = _Buffered(table if kept_rows else None, aside, [])
-            if not entry.records:
+            entry = _Buffered(table if kept_rows else None, aside, [], entry.requests)
+            if not entry.records and not entry.requests:
                 return
         self._buffer.append(entry)
         self._buffered += entry.records
+        self._buffered_requests += len(entry.requests)
 
     def _drop(self, n: int, why: str) -> None:
         self.stats.dropped += n
         self._unreported_drops += n
         log.error("capture for %r DROPPED %d records: %s", self._sub_name, n, why)
 
+    def _drop_requests(self, n: int, why: str) -> None:
+        if n:
+            self.stats.requests_dropped += n
+            log.error("capture for %r DROPPED %d scoring request rows: %s", self._sub_name, n, why)
+
     def _retry_buffer(self) -> None:
         while self._buffer:
             entry = self._buffer[0]
-            if not (self._to_mart(entry.table, entry.aside) or self._to_spool(entry.table, entry.aside)):
+            kept = self._to_mart(entry.table, entry.aside, entry.requests) or self._to_spool(
+                entry.table, entry.aside, entry.requests
+            )
+            if not kept:
                 return
             self._buffer.popleft()
             self._buffered -= entry.records
+            self._buffered_requests -= len(entry.requests)
             self._release(entry.tokens)
 
     @staticmethod
@@ -416,7 +482,12 @@ class PayloadCapture:
             conn,
             self._sub_id,
             "dropped",
-            {"dropped": n, "answered": self.stats.accepted, "dropped_total": self.stats.dropped},
+            {
+                "dropped": n,
+                "answered": self.stats.accepted,
+                "dropped_total": self.stats.dropped,
+                "requests_dropped_total": self.stats.requests_dropped,
+            },
             f"capture dropped {n} records while the mart and the spool both refused",
         )
 
@@ -424,7 +495,7 @@ class PayloadCapture:
         if self._buffer:
             self._retry_buffer()
         if self._unreported_drops and not self._buffer:
-            self._to_mart(None, [])
+            self._to_mart(None, [], [])
         if self.spool.pending():
             with contextlib.suppress(*_DB_DOWN):  # still away: try again later
                 self.drain_spool()

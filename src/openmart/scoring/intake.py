@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,6 +23,7 @@ import pyarrow as pa
 from openmart.errors import ValidationError
 from openmart.mart.capture_store import SOURCE_EXCHANGE, SOURCE_RECORD, SetAside
 from openmart.mart.records import RecordKind, prepare, record_ids
+from openmart.mart.scoring_requests import RequestRow
 from openmart.schema import SubscriptionSchema
 
 if TYPE_CHECKING:
@@ -40,6 +41,21 @@ class Exchange:
     response_time_ms: float
     request: bytes
     response: bytes
+    status: int = 200  # the deployment's answer, passed to the client
+
+
+def exchange_request(ex: Exchange, records: int) -> RequestRow:
+    """The request row of an answered exchange (its id is the exchange's scoring id)."""
+    return RequestRow(
+        ex.timestamp.to_pydatetime(warn=False),
+        ex.status,
+        records,
+        len(ex.request),
+        len(ex.response),
+        ex.response_time_ms,
+        "proxy",
+        ex.scoring_id,
+    )
 
 
 Item = pd.DataFrame | Exchange
@@ -72,6 +88,8 @@ class Intake:
 
     table: pa.Table | None
     set_aside: list[SetAside]
+    #: the scoring requests these records came in (stored in the same transaction)
+    requests: list[RequestRow] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -128,7 +146,9 @@ class IntakeBuilder:
         aside: list[SetAside] = []
         frames: list[pd.DataFrame] = []
         owners: list[np.ndarray] = []
-        exchange_frame = self._exchanges([i for i in items if isinstance(i, Exchange)], units, aside, owners)
+        requests: list[RequestRow] = []
+        exchanges = [i for i in items if isinstance(i, Exchange)]
+        exchange_frame = self._exchanges(exchanges, units, aside, owners, requests)
         if exchange_frame is not None:
             frames.append(exchange_frame)
         for item in items:
@@ -138,16 +158,21 @@ class IntakeBuilder:
                 frames.append(item.reset_index(drop=True))
                 owners.append(np.arange(start, start + len(item)))
         if not frames:
-            return Intake(None, aside)
+            return Intake(None, aside, requests)
         frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         owner = np.concatenate(owners)
         table, bad = self._validate(frame, owner, units)
         aside += bad
-        return Intake(table, aside)
+        return Intake(table, aside, requests)
 
     # -- decoding --------------------------------------------------------------------------------
     def _exchanges(
-        self, exchanges: list[Exchange], units: list[_Unit], aside: list[SetAside], owners: list[np.ndarray]
+        self,
+        exchanges: list[Exchange],
+        units: list[_Unit],
+        aside: list[SetAside],
+        owners: list[np.ndarray],
+        requests: list[RequestRow],
     ) -> pd.DataFrame | None:
         if not exchanges:
             return None
@@ -167,7 +192,9 @@ class IntakeBuilder:
                     raise ValidationError(f"the answer holds {len(predictions)} predictions for {n} records")
             except Exception as exc:  # a provider's decoder may fail any way: keep the exchange, say why
                 aside.append(_Unit(ex, None).aside(f"undecodable exchange: {type(exc).__name__}: {exc}"))
+                requests.append(exchange_request(ex, 0))
                 continue
+            requests.append(exchange_request(ex, n))
             unit = len(units)
             units.append(_Unit(ex, None))
             rows += records

@@ -6,10 +6,11 @@ A segment is removed once every exchange in it has been kept by capture (stored,
 aside); segments left by a process that died are read again at the next start and stored
 idempotently, so a SIGKILL loses nothing that was answered.
 
-Frame: ``b"OMJ1"``, CRC-32 of the body, body length (little-endian u32 each), then the body:
+Frame: ``b"OMJ2"``, CRC-32 of the body, body length (little-endian u32 each), then the body:
 timestamp (i64 epoch microseconds), response time (f64 ms), lengths of scoring id, request and
-response (u16, u32, u32), then those bytes. A torn tail (a crash mid-write, never answered)
-fails its length or CRC check and is ignored.
+response (u16, u32, u32), the HTTP status (u16; its request row needs it), then those bytes.
+``OMJ1`` frames (no status: 200) left by an older proxy are read too. A torn tail (a crash
+mid-write, never answered) fails its length or CRC check and is ignored.
 """
 
 from __future__ import annotations
@@ -31,16 +32,20 @@ from openmart.scoring.intake import Exchange
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"OMJ1"
+MAGIC = b"OMJ2"
+_MAGIC_V1 = b"OMJ1"
 _FRAME = struct.Struct("<4sII")
-_BODY = struct.Struct("<qdHII")
+_BODY = struct.Struct("<qdHIIH")
+_BODY_V1 = struct.Struct("<qdHII")
 SEGMENT_BYTES = 16 << 20
 
 
 def encode(ex: Exchange) -> bytes:
     sid = ex.scoring_id.encode()
     body = (
-        _BODY.pack(ex.timestamp.value // 1000, ex.response_time_ms, len(sid), len(ex.request), len(ex.response))
+        _BODY.pack(
+            ex.timestamp.value // 1000, ex.response_time_ms, len(sid), len(ex.request), len(ex.response), ex.status
+        )
         + sid
         + ex.request
         + ex.response
@@ -54,16 +59,20 @@ def decode_file(path: Path) -> Iterator[Exchange]:
     while pos + _FRAME.size <= len(data):
         magic, crc, length = _FRAME.unpack_from(data, pos)
         body = data[pos + _FRAME.size : pos + _FRAME.size + length]
-        if magic != MAGIC or len(body) != length or zlib.crc32(body) != crc:
+        if magic not in (MAGIC, _MAGIC_V1) or len(body) != length or zlib.crc32(body) != crc:
             log.warning("journal %s: torn frame at byte %d ignored (never answered)", path, pos)
             return
-        stamp, rt, n_sid, n_req, n_resp = _BODY.unpack_from(body)
-        at = _BODY.size
+        if magic == MAGIC:
+            stamp, rt, n_sid, n_req, n_resp, status = _BODY.unpack_from(body)
+            at = _BODY.size
+        else:
+            stamp, rt, n_sid, n_req, n_resp = _BODY_V1.unpack_from(body)
+            status, at = 200, _BODY_V1.size
         sid = body[at : at + n_sid].decode()
         at += n_sid
         request = body[at : at + n_req]
         response = body[at + n_req : at + n_req + n_resp]
-        yield Exchange(sid, pd.Timestamp(stamp, unit="us", tz="UTC"), rt, request, response)
+        yield Exchange(sid, pd.Timestamp(stamp, unit="us", tz="UTC"), rt, request, response, status)
         pos += _FRAME.size + length
 
 

@@ -12,6 +12,10 @@ throughput it keeps (measured in ``benchmarks/proxy.py``). HTTP framing is parse
 (llhttp, the C parser uvicorn uses) driven from asyncio Protocols on both sides; bodies are
 collected whole (the capture needs them whole anyway) and re-framed with Content-Length.
 
+Every POST to the capture path is also a row of ``scoring_requests`` (the performance monitor's
+input): an answered one through its exchange, a failed one (the deployment's non-2xx, or the
+proxy's own 502/504) through :meth:`PayloadCapture.submit_request`, off the client's path.
+
 The proxy answers one route itself: ``GET /_openmart/health`` (the capture's health, 200 when
 ``ok``, 503 when ``degraded``). It stops gracefully on SIGTERM or SIGINT: it stops accepting,
 lets requests in flight finish (up to the timeout), closes idle connections and flushes the
@@ -30,6 +34,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
@@ -38,6 +43,7 @@ import pandas as pd
 
 from openmart.context import HasContext, SubscriptionContext, context_of
 from openmart.errors import ProviderError, ValidationError
+from openmart.mart.scoring_requests import RequestRow
 from openmart.scoring.capture import Exchange, PayloadCapture
 from openmart.scoring.intake import ExchangeDecoder, provider_decoder
 
@@ -547,31 +553,49 @@ class CaptureProxy:
         refusal = self._refusal(req.method, req.url)
         if refusal is not None:
             return refusal
+        scoring = req.method == b"POST" and path == self.capture_path
         started = time.perf_counter()
         try:
             resp = await self._forward(req)
         except TimeoutError:
             self.capture.note_failure("timeout")
-            return _error(504, "Gateway Timeout", f"the deployment did not answer within {self.timeout:g} s")
+            answer = _error(504, "Gateway Timeout", f"the deployment did not answer within {self.timeout:g} s")
+            return self._no_payload(scoring, req, started, 504, answer)
         except _BadResponse as exc:
             self.capture.note_failure("bad_response")
-            return _error(502, "Bad Gateway", f"bad answer from the deployment: {exc}")
+            return self._no_payload(
+                scoring, req, started, 502, _error(502, "Bad Gateway", f"bad answer from the deployment: {exc}")
+            )
         except OSError as exc:
             self.capture.note_failure("refused")
-            return _error(502, "Bad Gateway", f"deployment unreachable: {type(exc).__name__}")
+            answer = _error(502, "Bad Gateway", f"deployment unreachable: {type(exc).__name__}")
+            return self._no_payload(scoring, req, started, 502, answer)
         if resp.status >= 500:
             self.capture.note_failure("upstream_5xx")  # passed back unchanged, never payload
-            return _answer_head(resp), resp.body
-        if req.method == b"POST" and path == self.capture_path and 200 <= resp.status < 300:
+            return self._no_payload(scoring, req, started, resp.status, (_answer_head(resp), resp.body))
+        if scoring and 200 <= resp.status < 300:
             scoring_id = str(uuid.uuid4())
             elapsed_ms = (time.perf_counter() - started) * 1000
-            exchange = Exchange(scoring_id, pd.Timestamp.now(tz="UTC"), elapsed_ms, req.body, resp.body)
+            exchange = Exchange(scoring_id, pd.Timestamp.now(tz="UTC"), elapsed_ms, req.body, resp.body, resp.status)
             if self.durable:
                 await asyncio.wrap_future(self.capture.submit_durable(exchange))
             else:
                 self.capture.submit_exchange(exchange)
             return _answer_head(resp, _SCORING_ID + b": " + scoring_id.encode() + b"\r\n"), resp.body
-        return _answer_head(resp), resp.body
+        return self._no_payload(scoring, req, started, resp.status, (_answer_head(resp), resp.body))
+
+    def _no_payload(
+        self, scoring: bool, req: _Request, started: float, status: int, answer: tuple[bytes, bytes]
+    ) -> tuple[bytes, bytes]:
+        """An answer that carries no payload, as is; for a scoring request (so a failed one) its
+        request row is queued first (no records: a failed request is not decoded)."""
+        if scoring:
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            row = RequestRow(
+                datetime.now(UTC), status, 0, len(req.body), len(answer[1]), elapsed_ms, "proxy", str(uuid.uuid4())
+            )
+            self.capture.submit_request(row)
+        return answer
 
     async def _forward(self, req: _Request) -> _Response:
         data = _upstream_request(req, self._upstream_host)

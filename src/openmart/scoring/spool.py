@@ -8,10 +8,14 @@ subscription recreated under an old name, never see each other's files.
   Arrow IPC file each, written atomically (temporary name, fsync, rename, fsync of the folder).
 - ``aside/*.jsonl``: records set aside (they did not fit) while the mart was away, with their
   raw exchange and reason; moved into the mart's ``capture_set_aside`` table when it answers.
+- ``*.requests``: the scoring requests of a batch (Arrow IPC), written before the batch's
+  ``.arrow`` under the same name and drained with it in one transaction; alone when the batch
+  held only failed requests.
 
 ``drain`` writes spooled batches to the mart idempotently (a temporary table and ``INSERT ...
-ON CONFLICT (scoring_id) DO NOTHING``), so a batch whose commit was cut off half-acknowledged,
-then replayed, is stored exactly once.
+ON CONFLICT (scoring_id) DO NOTHING``, and ``ON CONFLICT (subscription_id, request_id)`` for its
+requests), so a batch whose commit was cut off half-acknowledged, then replayed, is stored
+exactly once.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -35,8 +39,10 @@ import pyarrow.ipc as ipc
 
 from openmart.context import HasContext, SubscriptionContext, context_of
 from openmart.errors import ValidationError
+from openmart.mart import scoring_requests
 from openmart.mart.capture_store import SetAside, insert_set_aside, mart_id
 from openmart.mart.record_store import in_transaction, insert_idempotent
+from openmart.mart.scoring_requests import RequestRow
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +54,7 @@ def spool_folder(spool_dir: Path, mart_id: str, subscription_id: int) -> Path:
 def spool_of(subscription: SubscriptionContext | HasContext, spool_dir: Path | None = None) -> Spool:
     """The spool of ``sub`` (under ``spool_dir``, else the mart's settings), keyed by the mart's id."""
     sub = context_of(subscription)
-    return Spool(spool_folder(spool_dir or sub.settings.spool_dir, mart_id(sub.engine), sub.id))
+    return Spool(spool_folder(spool_dir or sub.settings.spool_dir, mart_id(sub.engine), sub.id), sub.id)
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,7 @@ class SpoolStats:
     files: int
     records: int
     set_aside: int
+    requests: int = 0
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -89,41 +96,70 @@ def _unb64(text: str | None) -> bytes | None:
     return base64.b64decode(text) if text is not None else None
 
 
+def _write_table(final: Path, table: pa.Table) -> Path:
+    def write(fh: Any) -> None:
+        with ipc.new_file(fh, table.schema) as writer:
+            writer.write_table(table)
+
+    return _write_atomically(final, write)
+
+
+def _read_table(path: Path) -> pa.Table:
+    with ipc.open_file(path) as reader:
+        return reader.read_all()
+
+
 class Spool:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, subscription_id: int | None = None) -> None:
         self.folder = folder
+        self.subscription_id = subscription_id  # whose request rows ``*.requests`` files hold
+        self.requests_stored = 0  # request rows drained into the mart, in all
         self._lock = threading.Lock()
 
     # -- batches ---------------------------------------------------------------------------------
-    def put(self, table: pa.Table) -> Path:
-        """Write a batch durably; returns its file. Raises OSError when the disk refuses."""
+    def put(self, table: pa.Table | None, requests: Sequence[RequestRow] = ()) -> Path:
+        """Write a batch and its requests durably (the requests first: a batch file never lacks
+        its requests); returns the last file. Raises OSError when the disk refuses."""
         self.folder.mkdir(parents=True, exist_ok=True)
-
-        def write(fh: Any) -> None:
-            with ipc.new_file(fh, table.schema) as writer:
-                writer.write_table(table)
-
-        return _write_atomically(self.folder / f"{uuid.uuid4().hex}.arrow", write)
+        stem = self.folder / uuid.uuid4().hex
+        path = stem.with_suffix(".requests")
+        if requests:
+            path = _write_table(path, scoring_requests.to_arrow(requests))
+        if table is not None:
+            path = _write_table(stem.with_suffix(".arrow"), table)
+        return path
 
     def files(self) -> list[Path]:
         if not self.folder.exists():
             return []
         return sorted(self.folder.glob("*.arrow"), key=lambda p: p.stat().st_mtime)
 
+    def request_files(self) -> list[Path]:
+        if not self.folder.exists():
+            return []
+        return sorted(self.folder.glob("*.requests"), key=lambda p: p.stat().st_mtime)
+
+    def _requests_of(self, path: Path) -> list[RequestRow]:
+        return scoring_requests.from_arrow(_read_table(path)) if path.exists() else []
+
     def drain(self, connection_factory: Callable[[], Any], table_name: str) -> int:
-        """Write spooled batches into ``table_name``; returns records stored. Stops at the first
-        failure (the database is still away) and leaves the remaining files for later."""
+        """Write spooled batches into ``table_name``, each with its requests in one transaction,
+        then requests spooled alone; returns records stored. Stops at the first failure (the
+        database is still away) and leaves the remaining files for later."""
         stored = 0
         with self._lock:
             for path in self.files():
-                with ipc.open_file(path) as reader:
-                    table = reader.read_all()
+                sibling = path.with_suffix(".requests")
+                table = _read_table(path)
+                requests = self._requests_of(sibling) if self.subscription_id is not None else []
                 conn = connection_factory()
                 try:
-                    stored += insert_idempotent(conn, table_name, table)
+                    n = insert_idempotent(conn, table_name, table)
+                    added = scoring_requests.insert(conn, self.subscription_id, requests) if requests else 0
                     conn.commit()
                 except (ValidationError, psycopg2.DataError) as exc:
                     # PostgreSQL refuses this batch as it is: keep it aside, never block the rest
+                    # (its requests, if any, are drained alone below)
                     conn.rollback()
                     path.rename(path.with_suffix(".refused"))
                     log.error("spooled batch %s refused by the mart, kept as .refused: %s", path, exc)
@@ -133,8 +169,25 @@ class Spool:
                     raise
                 finally:
                     conn.close()
+                stored += n
+                self.requests_stored += added
+                if requests:
+                    sibling.unlink()  # first: a replay of either file is idempotent anyway
                 path.unlink()
+            if self.subscription_id is not None:
+                self._drain_requests(connection_factory)
         return stored
+
+    def _drain_requests(self, connection_factory: Callable[[], Any]) -> None:
+        """Requests whose batch is not in the spool (failed requests only, or a refused batch)."""
+        for path in self.request_files():
+            if path.with_suffix(".arrow").exists():
+                continue  # written before its batch, which is being written now
+            rows = self._requests_of(path)
+            self.requests_stored += in_transaction(
+                connection_factory, partial(scoring_requests.insert, subscription_id=self.subscription_id, rows=rows)
+            )
+            path.unlink()
 
     # -- set-aside records -----------------------------------------------------------------------
     def put_aside(self, items: list[SetAside]) -> Path:
@@ -192,7 +245,7 @@ class Spool:
         return moved
 
     def pending(self) -> bool:
-        return bool(self.files() or self.aside_files())
+        return bool(self.files() or self.aside_files() or self.request_files())
 
     def stats(self) -> SpoolStats:
         files = self.files()
@@ -201,7 +254,8 @@ class Spool:
             with ipc.open_file(f) as reader:
                 records += sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
         aside = sum(sum(1 for line in f.read_text().splitlines() if line.strip()) for f in self.aside_files())
-        return SpoolStats(len(files), records, aside)
+        requests = sum(_read_table(f).num_rows for f in self.request_files())
+        return SpoolStats(len(files), records, aside, requests)
 
 
 def _insert_aside(subscription_id: int, items: list[SetAside], conn: Any) -> int:
