@@ -167,7 +167,10 @@ def ndjson_batches(chunks: Iterator[bytes], batch_rows: int = BATCH_ROWS) -> Ite
         if not raw.strip():
             return None
         where = f"record {index} (line {line})"
-        record = loads(raw, where)
+        try:
+            record = loads(raw, where)
+        except ValidationError as exc:
+            raise ValidationError(str(exc), row=index) from None
         if not isinstance(record, dict):
             raise ValidationError(
                 f"{where} is a JSON {type(record).__name__}, not an object of field values", row=index
