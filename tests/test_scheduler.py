@@ -127,6 +127,11 @@ def test_enabling_schedules_and_schedule_changes_it(mart: openmart.Mart) -> None
     assert own["every"] == "2h" and own["every_seconds"] == 7200 and own["default"] is False
     assert sub.monitors.schedule("quality", "off").to_dict()["scheduled"] is False
     assert sub.monitors.schedule("quality", "default").to_dict()["every"] == "1h"
+    sub.monitors.disable("drift")
+    assert not next(s for s in mart.schedules("credit") if s.kind == "drift").scheduled
+    before = next_run(mart, "credit", "drift")
+    sub.monitors.enable("drift")  # re-enabled: its clock starts again
+    assert next_run(mart, "credit", "drift") > before
     with pytest.raises(openmart.errors.NotFound, match="no fairness monitor"):
         sub.monitors.schedule("fairness", "1h")
 
@@ -266,6 +271,7 @@ def test_cli_schedule_schedules_and_run_due(cli, mart: openmart.Mart) -> None:  
     listed = cli("monitor", "schedules", "--json")
     assert '"kind": "quality"' in listed.stdout and '"default": false' in listed.stdout
     assert "1m30s" in cli("monitor", "schedules", "credit").stdout
+    assert "1m30s" in cli("monitor", "list", "credit").stdout
     bad = cli("monitor", "schedule", "credit", "quality", "--every", "soon", ok=False)
     assert bad.exit_code == 2 and "expected a period" in bad.stderr
     missing = cli("monitor", "schedule", "credit", "fairness", "--every", "1h", ok=False)

@@ -164,10 +164,14 @@ def list_(
     else:
         emit_table(
             [
-                {**c, "thresholds": "; ".join(f"{t['metric']} {t['type']} {t['value']:g}" for t in c["thresholds"])}
+                {
+                    **c,
+                    "thresholds": "; ".join(f"{t['metric']} {t['type']} {t['value']:g}" for t in c["thresholds"]),
+                    "every": (c.get("schedule") or {}).get("every"),
+                }
                 for c in configs
             ],
-            ["kind", "enabled", "min_records", "thresholds", "parameters"],
+            ["kind", "enabled", "min_records", "thresholds", "every", "parameters"],
         )
 
 
