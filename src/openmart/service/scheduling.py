@@ -24,9 +24,8 @@ def start(mart: Mart, *, interval: float = 30.0) -> Callable[[], None]:
     def loop() -> None:
         while not stopping.is_set():
             try:
-                for run in mart.run_due(should_stop=stopping.is_set):
-                    if run.status != "finished":  # the runner recorded it; the loop goes on
-                        log.warning("scheduled run of %s (%s): %s", run.subscription, ",".join(run.kinds), run.error)
+                # a failed evaluation is recorded by the runner and logged by run_due: the loop goes on
+                mart.run_due(should_stop=stopping.is_set)
             except Exception:  # the mart unreachable, say: try again at the next tick
                 log.exception("scheduler: looking for due monitors failed; trying again in %g s", interval)
             stopping.wait(interval)  # an Event, not sleep: shutdown wakes it at once
