@@ -1,8 +1,11 @@
 """openmart's ``sagemaker`` provider: endpoints on Amazon SageMaker, through boto3.
 
 Credentials come from the standard AWS chain (environment, shared config, instance role);
-a binding stores a ``region`` and optionally a ``profile`` or a ``role_arn`` to assume — never
-keys. Another endpoint (LocalStack) is reached only through the standard ``AWS_ENDPOINT_URL``.
+a binding stores a ``region`` and optionally a ``profile`` or a ``role_arn`` to assume. An
+OpenScale client binds with keys (``access_key_id`` and ``secret_access_key``, both or neither):
+they are declared secrets, stored sealed like any binding secret and never shown; any other
+key-like setting is refused. Another endpoint (LocalStack) is reached only through the standard
+``AWS_ENDPOINT_URL``.
 
 Settings: ``region`` (required), ``profile``, ``role_arn``, ``content_type`` (``text/csv``
 default, or ``application/json``), ``accept`` (default ``application/json``), ``prediction`` /
@@ -85,10 +88,12 @@ class SageMakerProvider:
         "label_map": 'JSON object mapping model outputs to class labels, e.g. {"yes": 1}',
         "batch_size": "rows per invoke_endpoint call (default 500)",
         "retries": "retries of throttling and transient failures (default 4)",
+        "access_key_id": "an AWS access key id (sealed; with secret_access_key; default: the AWS chain)",
+        "secret_access_key": "its secret access key (sealed)",
     }
-    # none: credentials come from the AWS chain and validate_settings refuses key-like settings;
-    # profile and role_arn name credentials (references), they are not secrets themselves
-    secret_settings: ClassVar[frozenset[str]] = frozenset()
+    # the keys an OpenScale binding brings (sealed at rest); profile and role_arn name credentials
+    # (references), they are not secrets themselves; validate_settings refuses other key-like names
+    secret_settings: ClassVar[frozenset[str]] = frozenset({"access_key_id", "secret_access_key"})
     capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability)
 
     def __init__(self, settings: Mapping[str, str], session: Any = None) -> None:
@@ -102,6 +107,12 @@ class SageMakerProvider:
         self.batch_size = int(httpkit.number(settings, "batch_size", 500))
         self.retries = int(httpkit.number(settings, "retries", 4))
         self.client_config = botocore_config(self.retries)
+        if session is None and settings.get("access_key_id"):
+            session = boto3.Session(
+                aws_access_key_id=settings["access_key_id"],
+                aws_secret_access_key=settings["secret_access_key"],
+                region_name=self.region,
+            )
         session = session or boto3.Session(profile_name=settings.get("profile") or None, region_name=self.region)
         if settings.get("role_arn"):
             creds = session.client("sts").assume_role(RoleArn=settings["role_arn"], RoleSessionName="openmart")[
@@ -119,11 +130,19 @@ class SageMakerProvider:
 
     @classmethod
     def validate_settings(cls, settings: Mapping[str, str]) -> dict[str, str]:
+        keys = [k for k in cls.secret_settings if settings.get(k)]
+        if keys and len(keys) != len(cls.secret_settings):
+            missing = sorted(cls.secret_settings - set(keys))[0]
+            raise ValidationError(
+                "sagemaker provider: give access_key_id and secret_access_key together", column=missing
+            )
         for key in settings:
+            if key in cls.secret_settings:
+                continue
             if "key" in key.lower() or "secret" in key.lower() or "token" in key.lower():
                 raise ValidationError(
-                    f"setting {key!r}: AWS credentials are never stored; use the standard "
-                    "credential chain, a profile or a role_arn",
+                    f"setting {key!r}: not a setting of the sagemaker provider; use the standard "
+                    "credential chain, a profile, a role_arn, or access_key_id with secret_access_key (sealed)",
                     column=key,
                 )
         unknown = sorted(set(settings) - set(cls.settings_help))
@@ -201,6 +220,7 @@ class SageMakerProvider:
                     "instance_type": v.get("InstanceType"),
                     "image": container.get("Image"),
                     "model_data_url": container.get("ModelDataUrl"),
+                    "created_at": _when(model.get("CreationTime")),
                 }
             )
         return Deployment(
@@ -209,6 +229,8 @@ class SageMakerProvider:
             "endpoint",
             {
                 "status": ep.get("EndpointStatus"),
+                "arn": ep.get("EndpointArn"),
+                "created_at": _when(ep.get("CreationTime")),
                 "config": ep["EndpointConfigName"],
                 "variants": variants,
                 "data_capture": cfg.get("DataCaptureConfig") or None,
@@ -309,6 +331,15 @@ def botocore_config(retries: int) -> Any:
         connect_timeout=10,
         read_timeout=60,
     )
+
+
+def _when(value: Any) -> str | None:
+    """An AWS timestamp as ISO 8601 in UTC with milliseconds (``...T10:00:00.000Z``)."""
+    if not isinstance(value, datetime):
+        return None
+    from datetime import UTC
+
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def _number(text: str) -> Any:

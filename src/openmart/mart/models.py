@@ -300,3 +300,36 @@ class ScoringRequest(Base):
     latency_ms: Mapped[float | None] = mapped_column(Double)
     source: Mapped[str] = mapped_column(String(16), nullable=False)  # proxy, score, rest, openscale
     request_id: Mapped[str | None] = mapped_column(String(64))  # replays are counted once (migration 0007)
+
+
+class OpenScaleBinding(Base):
+    """An OpenScale service binding (``openmart serve``'s V1 routes): its uid and display name
+    over an openmart binding, which holds the settings (secrets sealed)."""
+
+    __tablename__ = "openscale_bindings"
+
+    uid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    binding_id: Mapped[int] = mapped_column(ForeignKey("bindings.id", ondelete="CASCADE"), nullable=False)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    service_type: Mapped[str] = mapped_column(String(63), nullable=False)
+    created_at: Mapped[datetime] = _now()
+
+
+class OpenScaleSubscription(Base):
+    """An OpenScale subscription: the asset and deployment the client chose, its asset
+    properties (schemas learned from the first payload), its configurations, and the openmart
+    subscription made from it (NULL until the first payload tells the features)."""
+
+    __tablename__ = "openscale_subscriptions"
+
+    uid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    binding_uid: Mapped[str] = mapped_column(
+        ForeignKey("openscale_bindings.uid", ondelete="CASCADE"), nullable=False, index=True
+    )
+    subscription_id: Mapped[int | None] = mapped_column(ForeignKey("subscriptions.id", ondelete="SET NULL"))
+    asset: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
+    asset_properties: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
+    deployments: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, nullable=False, server_default="[]")
+    # {"payload_logging": {"enabled": true, "parameters": {...}}, "quality_monitoring": ...}
+    configurations: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
+    created_at: Mapped[datetime] = _now()
