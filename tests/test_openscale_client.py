@@ -166,6 +166,14 @@ def _check_mart(mart: openmart.Mart, got: dict[str, Any], output: str) -> None:
     assert len(perf) == 12 and all(row[2] == 2 for row in perf)
     times = sorted(payload.groupby(bases)["response_time"].max().tolist())
     assert sorted(row[1] for row in perf if row[1] is not None) == sorted(t for t in times if t == t)
+    # each payload record is one scoring request for the performance monitor, enabled at subscribe
+    requests = mart.sql(
+        "SELECT request_id, records, latency_ms, source FROM scoring_requests WHERE subscription_id = :s",
+        {"s": sub.id},
+    )
+    assert len(requests) == 12 and set(requests["source"]) == {"openscale"} and (requests["records"] == 2).all()
+    assert sorted(requests["request_id"]) == sorted(set(bases))
+    assert sub.monitors.get("performance").enabled and sub.monitors.get("quality").min_records == 5
     # deployment metrics carry both
     kinds = {m["metric_type"] for d in got["deployment_metrics"]["deployment_metrics"] for m in d["metrics"]}
     assert kinds == {"performance", "quality"}
