@@ -71,7 +71,7 @@ def set_next_run(mart: openmart.Mart, at: datetime | str) -> None:
 
 def evaluations(mart: openmart.Mart) -> pd.DataFrame:
     return mart.sql(
-        "SELECT e.id, s.name AS subscription, e.status, e.window_end, e.runner, e.summary "
+        "SELECT e.id, s.name AS subscription, e.status, e.window_start, e.window_end, e.runner, e.summary "
         "FROM evaluations e JOIN subscriptions s ON s.id = e.subscription_id ORDER BY e.id"
     )
 
@@ -148,16 +148,24 @@ def test_claims_each_slot_once_with_a_controllable_now(mart: openmart.Mart) -> N
     set_next_run(mart, t0)  # both due at the same slot
     assert mart.run_due(now=t0 - timedelta(seconds=1)) == []
     runs = mart.run_due(now=t0)
-    # the due monitors of one subscription: ONE evaluation, its window ending at the slot
-    assert [(r.kinds, r.slot, r.missed, r.status) for r in runs] == [(("quality", "drift"), t0, 0, "finished")]
+    # due together, but quality looks at every record up to the slot and drift at its period:
+    # one evaluation per window, each ending at the slot
+    assert [(r.kinds, r.slot, r.missed, r.status) for r in runs] == [
+        (("quality",), t0, 0, "finished"),
+        (("drift",), t0, 0, "finished"),
+    ]
     assert mart.run_due(now=t0) == []  # claimed: nothing is due at t0 any more
     assert next_run(mart, "credit", "quality") == t0 + timedelta(seconds=60)
     later = mart.run_due(now=t0 + timedelta(seconds=90))
-    assert [(r.slot, r.missed) for r in later] == [(t0 + timedelta(seconds=60), 0)]
+    assert [(r.slot, r.missed) for r in later] == [(t0 + timedelta(seconds=60), 0)] * 2
     rows = evaluations(mart)
-    assert list(rows["status"]) == ["finished", "finished"]
-    assert [pd.Timestamp(w) for w in rows["window_end"]] == [pd.Timestamp(t0), pd.Timestamp(t0 + timedelta(seconds=60))]
-    assert {"quality", "drift"} <= set(rows["summary"][0])
+    assert list(rows["status"]) == ["finished"] * 4
+    ends = [pd.Timestamp(t0)] * 2 + [pd.Timestamp(t0 + timedelta(seconds=60))] * 2
+    assert [pd.Timestamp(w) for w in rows["window_end"]] == ends
+    starts = [None if pd.isna(w) else pd.Timestamp(w) for w in rows["window_start"]]
+    period = pd.Timedelta(seconds=60)
+    assert starts == [None, ends[1] - period, None, ends[3] - period]  # drift: the period; quality: all history
+    assert [set(s) & {"quality", "drift"} for s in rows["summary"]] == [{"quality"}, {"drift"}] * 2
 
 
 def test_a_claim_is_atomic_between_two_claimers(mart: openmart.Mart) -> None:
@@ -314,5 +322,5 @@ def test_rest_schedules_and_triggers(mart: openmart.Mart, database_url: str, sch
         assert writer.post("/api/v1/schedules/run-due").json() == []
         set_next_run(mart, "now()")
         due = writer.post("/api/v1/schedules/run-due").json()
-        assert [(d["kinds"], d["status"]) for d in due] == [(["quality", "drift"], "finished")]
-    assert len(evaluations(mart)) == 2  # the manual run and the due one
+        assert [(d["kinds"], d["status"]) for d in due] == [(["quality"], "finished"), (["drift"], "finished")]
+    assert len(evaluations(mart)) == 3  # the manual run and the due ones (one per window)

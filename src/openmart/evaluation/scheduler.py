@@ -13,18 +13,19 @@ Missed slots run once
     After downtime, a monitor whose ``next_run_at`` lies several periods back is claimed once and
     moves to its first future slot; ``ScheduledRun.missed`` says how many slots that run stands for.
 
-One evaluation per subscription
-    The due monitors of one subscription run as ONE evaluation (``kinds`` = the due ones).
+One evaluation per subscription and window
+    The due monitors of one subscription that look at the same window run as ONE evaluation
+    (``kinds`` = those). Which window a kind looks at (:func:`openmart.monitors.schedule.scheduled_window`):
 
-The window: every record up to the slot
-    A scheduled run evaluates what ``openmart evaluate SUB`` evaluates (every record) up to the
-    slot it runs for (``until`` = the latest due slot, so ``evaluations.window_end`` names the
-    slot; records scored after it belong to the next run). Not "the records since the previous
-    run", because labels come late: feedback falls in a window by its payload's scoring time, so
-    a label logged after its payload's period was evaluated would never reach quality; and the due
-    monitors of one evaluation may have different periods but share one window. The cost: each
-    run scans the subscription's history, and rates (performance) are averaged over all of it; a
-    window per monitor would need the runner to take one per kind.
+    - "history" (quality, fairness, plug-ins unless they say otherwise): every record up to the
+      slot (``until`` = the slot, so ``evaluations.window_end`` names it; records scored after it
+      belong to the next run). Labels come late: feedback falls in a window by its payload's
+      scoring time, so a label logged after its payload's period was evaluated would never reach
+      quality if each run looked at its period only.
+    - "period" (drift, performance): the records of the period the run stands for, from
+      ``slot - period`` (``- (missed + 1) x period`` after downtime, so no record goes unseen) to
+      the slot. OpenScale's drift looks at the last three hours, and its performance monitor
+      reports throughput and latency per hour; an average over all history would hide today.
 
 A failed evaluation is recorded ``failed`` by the runner; the scheduler logs it and goes on.
 """
@@ -34,7 +35,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -45,7 +46,7 @@ from openmart.evaluation import runner
 from openmart.mart import schedules, subscriptions
 from openmart.mart.schedules import ClaimedRun
 from openmart.mart.subscriptions import SubscriptionRecord
-from openmart.monitors.schedule import defaults
+from openmart.monitors.schedule import HISTORY, defaults, scheduled_window
 
 log = logging.getLogger(__name__)
 
@@ -98,14 +99,36 @@ def run_due(
             claimed = schedules.claim_next(conn, now, kinds_default)
         if not claimed:
             break
-        done.append(_run(engine, context_for, claimed))
+        for group in by_window(claimed):
+            done.append(_run(engine, context_for, group))
     return done
+
+
+def by_window(claimed: list[ClaimedRun]) -> list[list[ClaimedRun]]:
+    """The claimed runs of one subscription, grouped by the window they look at: every "history"
+    kind together, and "period" kinds by their period and slot."""
+    groups: dict[tuple[object, ...], list[ClaimedRun]] = {}
+    for run in claimed:
+        if scheduled_window(run.kind) == HISTORY:
+            key: tuple[object, ...] = (HISTORY,)
+        else:
+            key = (run.every_seconds, run.slot, run.missed)
+        groups.setdefault(key, []).append(run)
+    return list(groups.values())
+
+
+def _since(claimed: list[ClaimedRun]) -> datetime | None:
+    first = claimed[0]
+    if scheduled_window(first.kind) == HISTORY:
+        return None
+    return first.slot - timedelta(seconds=first.every_seconds * (first.missed + 1))
 
 
 def _run(engine: Engine, context_for: ContextFor, claimed: list[ClaimedRun]) -> ScheduledRun:
     kinds = tuple(c.kind for c in claimed)
     slot = max(c.slot for c in claimed)
     missed = max(c.missed for c in claimed)
+    since = _since(claimed)
     name = f"subscription {claimed[0].subscription_id}"
     try:
         with engine.connect() as conn:
@@ -113,7 +136,7 @@ def _run(engine: Engine, context_for: ContextFor, claimed: list[ClaimedRun]) -> 
         name = record.name
         if missed:
             log.warning("%s: %s missed %d scheduled runs (downtime?): running once", name, "/".join(kinds), missed)
-        result = runner.evaluate(context_for(record), until=slot, kinds=kinds, wait=True)
+        result = runner.evaluate(context_for(record), since=since, until=slot, kinds=kinds, wait=True)
     except EvaluationFailed as exc:  # recorded failed by the runner; the schedule goes on
         log.warning("scheduled evaluation of %s (%s) failed: %s", name, ", ".join(kinds), exc)
         return ScheduledRun(name, kinds, slot, missed, "failed", exc.evaluation_id, str(exc))

@@ -21,6 +21,15 @@ from openmart.monitors import registry
 HOUR: Final = 3600
 DEFAULT_SECONDS: dict[str, int] = {"quality": HOUR, "fairness": HOUR, "drift": 3 * HOUR, "performance": HOUR}
 
+#: what a scheduled run of each kind looks at: "period", the records of the period(s) it runs
+#: for (drift as OpenScale's drift: the last 3 hours; performance: throughput per hour), or
+#: "history", every record up to its slot (quality and fairness: labels arrive late, and a
+#: label logged after its payload's period must still count). A plug-in says so with
+#: ``scheduled_window``; the default is "history".
+PERIOD = "period"
+HISTORY = "history"
+SCHEDULED_WINDOW: dict[str, str] = {"drift": PERIOD, "performance": PERIOD}
+
 DEFAULT: Final = "default"
 OFF: Final = "off"
 _UNITS = {"s": 1, "m": 60, "h": HOUR, "d": 24 * HOUR}
@@ -36,6 +45,17 @@ def default_seconds(kind: str) -> int | None:
     except Exception:  # an unknown or broken plug-in: not scheduled, the evaluation names the problem
         return None
     return int(declared) if isinstance(declared, int) and declared > 0 else None
+
+
+def scheduled_window(kind: str) -> str:
+    """ "period" or "history": see :data:`SCHEDULED_WINDOW`."""
+    if str(kind) in SCHEDULED_WINDOW:
+        return SCHEDULED_WINDOW[str(kind)]
+    try:
+        declared = getattr(registry.get(kind), "scheduled_window", HISTORY)
+    except Exception:  # an unknown or broken plug-in: the evaluation names the problem
+        return HISTORY
+    return PERIOD if declared == PERIOD else HISTORY
 
 
 def defaults() -> dict[str, int]:

@@ -12,7 +12,8 @@ key's secret part is kept (the secret is 32 random bytes, so a slow password has
 quality and fairness hourly, drift every three hours) and ``next_run_at``, the time the service's
 scheduler next runs it. A scheduler claims a due run by moving ``next_run_at`` forward in one
 UPDATE, so two ``serve`` processes never both start it, and a run missed during downtime runs
-once, not once per missed period.
+once, not once per missed period. Quality, fairness and drift monitors enabled before this
+migration start on their default periods from now.
 
 ``scoring_requests``: one row per scoring request capture saw (answered or not), for the
 performance monitor: when, the HTTP status, records in the request, request and response bytes,
@@ -47,6 +48,11 @@ def upgrade() -> None:
     op.add_column("monitors", sa.Column("schedule_seconds", sa.Integer(), nullable=True))
     op.add_column("monitors", sa.Column("next_run_at", sa.DateTime(timezone=True), nullable=True))
     op.create_check_constraint("ck_monitors_schedule_positive", "monitors", "schedule_seconds > 0")
+    # monitors enabled before the scheduler existed start on their kind's default period, as new ones do
+    op.execute(
+        "UPDATE monitors SET next_run_at = now() + CASE kind WHEN 'drift' THEN interval '3 hours' "
+        "ELSE interval '1 hour' END WHERE enabled AND kind IN ('quality', 'fairness', 'drift')"
+    )
     op.create_table(
         "scoring_requests",
         sa.Column("id", sa.BigInteger(), sa.Identity(), primary_key=True),
