@@ -11,6 +11,7 @@ from openmart.cli import (
     explain,
     keys,
     monitor,
+    performance,
     records,
     scoring,
     secrets,
@@ -70,6 +71,7 @@ app.command("explain")(explain.explain)
 app.add_typer(capture.app, name="capture")
 app.command("serve")(serve.serve)
 app.add_typer(keys.app, name="keys")
+app.command("performance")(performance.performance)
 
 
 def main() -> None:

@@ -127,3 +127,27 @@ def confusion(labels: Sequence[str], matrix: Sequence[Sequence[int]]) -> str:
     ax.set_ylabel("actual")
     ax.set_title("confusion matrix")
     return _svg(fig)
+
+
+def throughput_latency(
+    times: Sequence[Any],
+    requests: Sequence[float],
+    errors: Sequence[float],
+    latency: Mapping[str, Sequence[float | None]],
+    bucket: str,
+) -> str:
+    """Requests (and errors) per bucket above, latency percentiles below, on one time axis."""
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.2, 4.2), sharex=True)
+    marker = "o" if len(times) < 40 else None
+    top.plot(times, requests, color=OK, lw=1.5, marker=marker, ms=3, label="requests")
+    top.plot(times, errors, color=BAD, lw=1.2, marker=marker, ms=3, label="errors")
+    top.set_ylabel(f"per {bucket}")
+    top.set_title("throughput")
+    top.legend(loc="best", frameon=False, fontsize=7)
+    for (name, values), colour in zip(latency.items(), (OK, CUR, BAD), strict=False):
+        bottom.plot(times, [v if v is not None else float("nan") for v in values], color=colour, lw=1.3, label=name)
+    bottom.set_ylabel("latency (ms)")
+    bottom.set_title("latency per request")
+    bottom.legend(loc="best", frameon=False, fontsize=7)
+    fig.autofmt_xdate()
+    return _svg(fig)

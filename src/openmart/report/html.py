@@ -1,6 +1,6 @@
 """``openmart report SUB``: one self-contained HTML file (inline SVG charts, no script, no
 network): metrics over time with thresholds, drift per feature, fairness by group, quality with
-the confusion matrix, recent alerts, explanations."""
+the confusion matrix, performance (throughput and latency over time), recent alerts, explanations."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from openmart.report import charts
+from openmart.report import charts, performance
 
 if TYPE_CHECKING:
     from openmart.api import Subscription
@@ -251,6 +251,7 @@ def render(sub: Subscription) -> str:
 <h2>Quality</h2>{_quality(latest)}
 <h2>Fairness</h2>{_fairness(latest)}
 <h2>Drift: reference against current</h2>{_drift(latest)}
+<h2>Performance: throughput, latency, errors</h2>{performance.section(sub)}
 <h2>Explanations</h2>{_explanations(sub)}
 </body></html>
 """
