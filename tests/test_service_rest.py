@@ -211,6 +211,10 @@ def test_logging_every_body_shape_and_paging(
         assert replaced.status_code == 200 and replaced.json()["records"] == 50
         assert count(mart, table(mart, "credit", "reference")) == 50
         assert mart.subscriptions.get("credit").reference.profile()["rows"] == 50
+        added = client.post(f"{API}/subscriptions/credit/reference", json=reference(10))
+        assert added.status_code == 201 and added.json()["records"] == 10
+        assert count(mart, table(mart, "credit", "reference")) == 60
+        assert mart.subscriptions.get("credit").reference.profile()["rows"] == 60
 
         # paging: a cursor walks every payload record once, in order, while more are logged
         seen: list[str] = []
@@ -239,7 +243,7 @@ def test_logging_every_body_shape_and_paging(
         rest = client.get(fb_url, params={"limit": 2, "cursor": fb_page["next_cursor"]}).json()
         assert len(rest["records"]) == 1 and rest["next_cursor"] is None
         ref_page = client.get(f"{API}/subscriptions/credit/reference", params={"limit": 100}).json()
-        assert ref_page["total"] == 50 and len(ref_page["records"]) == 50
+        assert ref_page["total"] == 60 and len(ref_page["records"]) == 60
 
 
 def test_bad_bodies_are_refused_by_record_and_field_and_store_nothing(
@@ -401,10 +405,12 @@ def test_every_route_checks_its_scope(database_url: str, schema_name: str, tmp_p
     assert count(mart, table(mart, "credit", "payload")) == 0
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
 def test_concurrent_payload_posts_store_every_record_once(
-    database_url: str, schema_name: str, tmp_path: Path, mart: openmart.Mart
+    database_url: str, schema_name: str, tmp_path: Path, mart: openmart.Mart, workers: str
 ) -> None:
-    """8 clients x 40 posts at once, 1-record and 100-record posts mixed: every record once."""
+    """8 clients x 40 posts at once, 1-record and 100-record posts mixed, to one service
+    process or two: every record once."""
     subscribe(mart)
     payload = table(mart, "credit", "payload")
     key = keys(mart)
@@ -425,12 +431,12 @@ def test_concurrent_payload_posts_store_every_record_once(
                     continue
                 answered[f"t{t}-p{p}"] = answer.json()["scoring_ids"]
 
-    with service(database_url, schema_name, tmp_path) as svc:
-        workers = [threading.Thread(target=client_thread, args=(t, svc.url)) for t in range(threads)]
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
+    with service(database_url, schema_name, tmp_path, "--workers", workers) as svc:
+        clients = [threading.Thread(target=client_thread, args=(t, svc.url)) for t in range(threads)]
+        for c in clients:
+            c.start()
+        for c in clients:
+            c.join()
     assert not failures, failures[:5]
     expected = {
         f"t{t}-p{p}-{k}" for t in range(threads) for p in range(posts) for k in range(1 if (t + p) % 2 else 100)

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 import openmart
+from openmart.errors import EvaluationFailed
 from openmart.mart import evaluations as evaluations_table
 from tests.rest_support import FEATURES, Model, count, keys, records, service, subscribe, wait_for
 
@@ -194,3 +195,26 @@ def test_explanations(database_url: str, schema_name: str, tmp_path: Path, mart:
                 assert [r["scoring_id"] for r in recent] == ["x-2"] and count(mart, "explanations") == 1
     finally:
         model.close()
+
+
+def test_on_started_hears_the_running_evaluation_and_its_failure_is_recorded(mart: openmart.Mart) -> None:
+    """The runner's ``on_started`` (what the REST API answers with): called once the row is
+    ``running`` and visible to others; what it raises fails the evaluation like any error."""
+    sub = labelled(mart)
+    seen: list[tuple[int, str]] = []
+
+    def note(evaluation_id: int) -> None:
+        status = mart.sql(f"SELECT status FROM evaluations WHERE id = {evaluation_id}")["status"][0]
+        seen.append((evaluation_id, status))
+
+    result = sub.evaluate(on_started=note)
+    assert seen == [(result.evaluation_id, "running")]
+
+    def boom(evaluation_id: int) -> None:
+        raise RuntimeError("the caller broke")
+
+    with pytest.raises(EvaluationFailed) as failed:
+        sub.evaluate(on_started=boom)
+    row = sub.evaluation(failed.value.evaluation_id)
+    assert (row.status, row.error_type) == ("failed", "RuntimeError")
+    assert count(mart, "measurements") == len(result.measurements)  # nothing of the failed one
