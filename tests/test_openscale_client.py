@@ -181,3 +181,59 @@ def _check_mart(mart: openmart.Mart, got: dict[str, Any], output: str) -> None:
     for title in ("Service bindings", "Available assets", "Subscriptions", "Schema of", "QualityMetrics"):
         assert title in output
     assert got["subscription_uid"] in output and got["binding_uid"] in output
+
+
+def test_concurrent_first_payloads_make_one_subscription(
+    model: str, aws: dict[str, str], database_url: str, schema_name: str, tmp_path: Path
+) -> None:
+    """Several clients post the first payloads of a subscription at once: one openmart
+    subscription is made, and every record is stored once, with one scoring request each."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    row = [17.02, 23.98, 112.8, 899.3, 0.1197, 0.1496, 0.2417, 0.1203, 0.2248, 0.06382] * 3
+    with openscale_service(database_url, schema_name, tmp_path, aws) as (url, key, _):
+        token = httpx.post(url + "/v1/preauth/validateAuth", data={"apikey": key}).json()["access_token"]
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=120.0) as c:
+            base = f"/v1/data_marts/{schema_name}"
+            credentials = {"access_key_id": "test", "secret_access_key": "test", "region": "us-east-1"}
+            made = c.post(
+                f"{base}/service_bindings",
+                json={"name": "aws", "service_type": "amazon_sagemaker", "credentials": credentials},
+            )
+            binding = made.json()["metadata"]["guid"]
+            found = c.get(f"/v1/ml_instances/{binding}/deployments").json()["resources"]
+            mine = next(r for r in found if r["entity"]["asset"]["asset_id"] == model)
+            deployment = {"deployment_id": mine["metadata"]["guid"], "name": mine["entity"]["name"]}
+            props = {"problem_type": "binary", "label_column": "diagnosis", "prediction_field": "predicted_label",
+                     "probability_fields": ["score"], "input_data_type": "structured"}  # fmt: skip
+            sub_uid = str(uuid.uuid4())
+            body = {"asset": mine["entity"]["asset"], "asset_properties": props, "deployments": [deployment]}
+            assert c.put(f"{base}/service_bindings/{binding}/subscriptions/{sub_uid}", json=body).status_code == 201
+
+            def post(n: int) -> int:
+                records = [
+                    {
+                        "subscription_id": sub_uid,
+                        "scoring_id": f"c{n}-{i}",
+                        "response_time": 10 + i,
+                        "request": {"fields": FIELDS, "values": [row, row]},
+                        "response": {"fields": ["predicted_label", "score"], "values": [[1, 0.99], [1, 0.98]]},
+                    }
+                    for i in range(5)
+                ]
+                return c.post(f"{base}/scoring_payloads", json=records).status_code
+
+            with ThreadPoolExecutor(8) as pool:
+                assert set(pool.map(post, range(8))) == {202}
+    mart = openmart.connect(database_url, schema=schema_name)
+    try:
+        subs = mart.subscriptions.list()
+        assert len(subs) == 1
+        payload = subs[0].payload.read()
+        assert len(payload) == 80 and payload["scoring_id"].is_unique
+        requests = mart.sql("SELECT count(*) AS n, count(DISTINCT request_id) AS d FROM scoring_requests")
+        assert requests["n"][0] == 40 and requests["d"][0] == 40
+        linked = mart.sql("SELECT subscription_id FROM openscale_subscriptions")
+        assert linked["subscription_id"].tolist() == [subs[0].id]
+    finally:
+        mart.close()

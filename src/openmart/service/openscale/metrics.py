@@ -74,10 +74,7 @@ def _start(runs: Runs, run_id: str, sub: Subscription) -> None:
 
     def work() -> None:
         try:
-            try:
-                result = sub.evaluate(kinds=["quality"], on_started=started)  # type: ignore[call-arg]
-            except TypeError:  # an openmart without on_started
-                result = sub.evaluate(kinds=["quality"])
+            result = sub.evaluate(kinds=["quality"], on_started=started)
             with runs.lock:
                 runs.runs[run_id].update(status="completed", evaluation_id=getattr(result, "evaluation_id", None))
         except Exception as exc:  # recorded as the run's error; the evaluation row says failed
@@ -92,7 +89,7 @@ def _run_details(runs: Runs, sub: Subscription, run_id: str) -> dict[str, Any]:
         mine = dict(runs.runs.get(run_id) or {})
     evaluation = None
     if mine.get("evaluation_id") is not None:
-        evaluation = sub.evaluation(int(mine["evaluation_id"])) if hasattr(sub, "evaluation") else None
+        evaluation = sub.evaluation(int(mine["evaluation_id"]))
     if not mine:
         try:
             started = datetime.fromtimestamp(int(run_id.split("-")[0]) / 1000, UTC)

@@ -6,11 +6,11 @@ with ``fields``/``values``; ``GET .../subscriptions/{uid}/feedback_payloads``)."
 from __future__ import annotations
 
 import json
+import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
-import pandas as pd
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
 
 from openmart.api import Mart, Subscription
@@ -43,11 +43,7 @@ def _records(body: Any) -> list[dict[str, Any]]:
 
 
 def _log_requests(sub: Subscription, records: list[dict[str, Any]], ids: list[str]) -> None:
-    """Each PayloadRecord is one scoring request (source openscale, its response_time the latency),
-    when this openmart has the scoring-request log."""
-    log = getattr(sub, "log_requests", None)
-    if log is None:
-        return
+    """Each PayloadRecord is one scoring request (source openscale, its response_time the latency)."""
     rows = []
     for r, sid in zip(records, ids, strict=True):
         values = (r.get("request") or {}).get("values") or []
@@ -62,7 +58,7 @@ def _log_requests(sub: Subscription, records: list[dict[str, Any]], ids: list[st
                 "request_id": sid,
             }
         )
-    log(rows, source="openscale")
+    sub.log_requests(rows, source="openscale")
 
 
 @router.post("/v1/data_marts/{data_mart_id}/scoring_payloads", summary="Store scoring payload records")
@@ -83,11 +79,11 @@ def store_payloads(
     for uid, group in groups.items():
         sub = subscriptions.link(mart, known[uid], group[0])
         clean = [{k: r[k] for k in _PAYLOAD_KEYS if r.get(k) is not None} for r in group]
+        for r in clean:  # an id for each request, so that its rows and its scoring request share it
+            r["scoring_id"] = str(r.get("scoring_id") or uuid.uuid4())
         ids = sub.payload.log(clean, allow_extra_columns=True)
         stored += len(ids)
-        bases = [str(r.get("scoring_id")) for r in clean]
-        if all(r.get("scoring_id") for r in clean):
-            _log_requests(sub, clean, bases)
+        _log_requests(sub, clean, [r["scoring_id"] for r in clean])
     if "return=minimal" in request.headers.get("prefer", ""):
         return Response(status_code=204)
     return Response(json.dumps({"stored": stored, "payloads": len(records)}), 202, media_type="application/json")
@@ -127,15 +123,6 @@ def payload_table_schema(
     return {"table_schema": {"type": "struct", "fields": _payload_fields(sub)}}
 
 
-def _page(sub: Subscription, limit: int, offset: int) -> tuple[pd.DataFrame, int]:
-    page = getattr(sub.payload, "page", None)
-    if page is not None:
-        frame, total = page(limit=limit, offset=offset)
-        return frame, int(total)
-    frame = sub.payload.read(limit=offset + limit)
-    return frame.iloc[offset : offset + limit], sub.payload.count()
-
-
 @router.get("/v1/data_marts/{data_mart_id}/scoring_transactions", summary="Payload records, paged")
 def scoring_transactions(
     data_mart_id: str,
@@ -156,7 +143,7 @@ def scoring_transactions(
             body["total_count"] = 0
         return body
     names = [f["name"] for f in _payload_fields(sub)]
-    frame, total = _page(sub, max(limit, 1), offset)
+    frame, total = sub.payload.page(limit=max(limit, 1), offset=offset)
     frame = frame.iloc[:limit]
     rows = []
     for row in frame.to_dict("records"):

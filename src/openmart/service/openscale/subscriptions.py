@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Body, HTTPException, Response
+from sqlalchemy.exc import IntegrityError
 
 from openmart.api import Mart, Subscription
 from openmart.errors import AlreadyExists
@@ -263,7 +264,7 @@ def link(mart: Mart, record: OpenScaleSubscriptionRecord, first: Mapping[str, An
             binding=binding.binding_name,
             deployment=str(record.deployments[0]["deployment_id"]),
         )
-    except AlreadyExists:
+    except (AlreadyExists, IntegrityError):  # another first payload made it: its transaction committed
         sub = mart.subscriptions.get(name)
     with mart.engine.begin() as conn:
         current = table.get_subscription(conn, record.uid, for_update=True)
