@@ -311,6 +311,12 @@ def test_bad_bodies_are_refused_by_record_and_field_and_store_nothing(
         refused(client.post(url, json={"fields": ["income"], "values": [[1, 2]]}))
         refused(client.post(url, content=b"", headers={"content-type": "application/json"}))
         refused(client.post(url, content=b"sex,income\n", headers={"content-type": "text/csv"}))
+        repeated = b"sex,income,debt,income,prediction\nfemale,1,2,3,0\n"
+        for options in ({}, {"allow_extra_columns": "true"}):  # never one of them dropped in silence
+            error = refused(client.post(url, content=repeated, params=options, headers={"content-type": "text/csv"}))
+            assert error["field"] == "income" and "twice" in error["message"]
+        long_row = _csv(records(3, 6)) + b"female,1,2,0,0.5,extra\n"
+        assert refused(client.post(url, content=long_row, headers={"content-type": "text/csv"}))["record"] == 3
         refused(client.post(url, content=b"<records/>", headers={"content-type": "application/xml"}), 415)
         assert refused(client.post(f"{API}/subscriptions/nope/payload", json=records(1)), 404)["type"] == "NotFound"
 

@@ -15,8 +15,10 @@ Record numbers in errors count from 0 over the whole body.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -127,12 +129,15 @@ class _Stream(io.RawIOBase):
 def csv_batches(chunks: Iterator[bytes], batch_rows: int = BATCH_ROWS) -> Iterator[pd.DataFrame]:
     """CSV records from the body's chunks, ``batch_rows`` at a time (bounded memory)."""
     stream = io.BufferedReader(_Stream(chunks), buffer_size=1 << 16)
+    header = _csv_header(stream)
     rows = 0
     try:
         reader = pd.read_csv(
             stream,
+            names=header,  # read here: pandas would rename a repeated column ("a.1") rather than refuse it
+            header=None,
             chunksize=batch_rows,
-            encoding="utf-8-sig",
+            encoding="utf-8",
             # only empty cells are missing: "n/a" in a numeric column must be reported, not guessed
             keep_default_na=False,
             na_values=[""],
@@ -146,11 +151,39 @@ def csv_batches(chunks: Iterator[bytes], batch_rows: int = BATCH_ROWS) -> Iterat
     except pd.errors.EmptyDataError:
         raise ValidationError("the CSV body is empty (no header)") from None
     except pd.errors.ParserError as exc:
-        raise ValidationError(f"the CSV body cannot be read after record {rows}: {_first_line(exc)}") from None
+        text = _first_line(exc)
+        # the parser counts lines after the header, which was read apart: line N is record N - 1
+        found = re.search(r"in line (\d+)", text)
+        if found:
+            record = int(found.group(1)) - 1
+            raise ValidationError(f"the CSV body's record {record} cannot be read: {text}", row=record) from None
+        raise ValidationError(f"the CSV body cannot be read after record {rows}: {text}") from None
     except UnicodeDecodeError:
         raise ValidationError(f"the CSV body is not UTF-8 text (after record {rows})") from None
     if rows == 0:
         raise ValidationError("the CSV body holds no records (only a header)")
+
+
+def _csv_header(stream: io.BufferedReader) -> list[str]:
+    """The header line, checked: every column named, and named once."""
+    try:
+        line = stream.readline().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValidationError("the CSV body is not UTF-8 text (its header)") from None
+    if not line.strip():
+        raise ValidationError("the CSV body is empty (no header)")
+    try:
+        header = next(csv.reader([line]))
+    except csv.Error as exc:
+        raise ValidationError(f"the CSV body's header cannot be read: {exc}") from None
+    seen: set[str] = set()
+    for i, name in enumerate(header, start=1):
+        if not name.strip():
+            raise ValidationError(f"the CSV header's column {i} has no name", column=str(i))
+        if name in seen:
+            raise ValidationError(f"the CSV header names column {name!r} twice", column=name)
+        seen.add(name)
+    return header
 
 
 def ndjson_batches(chunks: Iterator[bytes], batch_rows: int = BATCH_ROWS) -> Iterator[pd.DataFrame]:
