@@ -28,8 +28,18 @@ CACHE = Path(os.environ.get("OPENMART_TEST_CACHE", Path.home() / ".cache" / "ope
 #: the newest release of each line that installs here (2.1.x: 2.1.21; 2.2.x: 2.2.1)
 VERSIONS = ("2.1.21", "2.2.1")
 #: besides the client: boto3 (the notebook invokes the endpoint), ipykernel (the notebook's
-#: kernel), and setuptools < 81 (the client imports pkg_resources)
-EXTRA_PINS = ("boto3", "ipykernel", "setuptools<81")
+#: kernel), setuptools < 81 (the client imports pkg_resources), and the client's own dependencies
+#: at versions seen to work with it, so that a new release of one cannot break these tests
+EXTRA_PINS = (
+    "boto3==1.44.5",
+    "ipykernel==7.4.0",
+    "setuptools<81",
+    "pandas==3.1.1",
+    "numpy==2.4.6",
+    "requests==2.34.2",
+    "h5py==3.16.0",
+    "tabulate==0.10.0",
+)
 BUILD_TIMEOUT = 1200.0
 FIELDS = [
     "radius_mean", "texture_mean", "perimeter_mean", "area_mean", "smoothness_mean", "compactness_mean",

@@ -46,6 +46,7 @@ _out = {
     "performance": subscription.performance_monitoring.get_table_content(format="python"),
     "deployment_metrics": client.data_mart.get_deployment_metrics(),
     "binding_credentials": binding_details["entity"]["credentials"],
+    "asset_properties": subscription.get_details()["entity"]["asset_properties"],
 }
 with open(__import__("os").environ["OPENSCALE_RESULT"], "w") as _f:
     _json.dump(_out, _f, default=str)
@@ -138,6 +139,11 @@ def _check_mart(mart: openmart.Mart, got: dict[str, Any], output: str) -> None:
     assert bases.nunique() == 12 and (bases.value_counts() == 2).all()
     assert set(payload["predicted_label"]) == {1.0}
     assert got["payload_count"] == 24
+    # the schemas OpenScale learns from the first payload, output_data_schema with the output roles
+    out = got["asset_properties"]["output_data_schema"]["fields"]
+    assert [f["name"] for f in out] == [*FIELDS, "predicted_label", "score"]
+    assert [f["metadata"]["modeling_role"] for f in out[-2:]] == ["prediction", "probability"]
+    assert [f["name"] for f in got["asset_properties"]["input_data_schema"]["fields"]] == FIELDS
     # the client's payload table is the mart's, row for row
     fields, values = got["payload"]["fields"], got["payload"]["values"]
     assert fields[:4] == ["scoring_id", "scoring_timestamp", "deployment_id", "asset_revision"]

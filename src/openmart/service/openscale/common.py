@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pandas as pd
 from fastapi import HTTPException
 
 from openmart.api import Mart, Subscription
@@ -87,7 +88,7 @@ def deployment_id(record: OpenScaleSubscriptionRecord) -> str:
 
 def plain(value: Any) -> Any:
     """A value as JSON carries it (numpy scalars, timestamps, NaN as null)."""
-    if value is None:
+    if value is None or value is pd.NaT:
         return None
     if isinstance(value, datetime):
         return iso(value)
@@ -98,3 +99,15 @@ def plain(value: Any) -> Any:
     if isinstance(value, float) and value != value:
         return None
     return value
+
+
+def parse_time(value: str | None, name: str) -> datetime | None:
+    """A query's ``start``/``end`` (ISO 8601; the client sends ``...T10:00:00.123456Z``), in UTC."""
+    if not value:
+        return None
+    try:
+        stamp = pd.Timestamp(value)
+    except ValueError:
+        raise HTTPException(422, f"{name}: not an ISO 8601 time: {value!r}") from None
+    stamp = stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp.tz_convert(UTC)
+    return stamp.to_pydatetime()

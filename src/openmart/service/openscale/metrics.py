@@ -25,6 +25,7 @@ from openmart.service.openscale.common import (
     list_bindings,
     list_subscriptions,
     openmart_subscription,
+    parse_time,
     require_openmart_subscription,
     subscription_href,
 )
@@ -234,8 +235,9 @@ def _quality(sub: Subscription) -> list[dict[str, Any]]:
     return out
 
 
-def _in_window(ts: str, start: str | None, end: str | None) -> bool:
-    return (start is None or ts >= start[:23]) and (end is None or ts <= end[:23] + "Z")
+def _in_window(ts: str, start: datetime | None, end: datetime | None) -> bool:
+    when = pd.Timestamp(ts).to_pydatetime()
+    return (start is None or when >= start) and (end is None or when <= end)
 
 
 @router.get("/v1/data_marts/{data_mart_id}/metrics", summary="Performance and quality metrics of a subscription")
@@ -255,6 +257,7 @@ def metrics(
     check_data_mart(mart, data_mart_id)
     record = get_subscription(mart, subscription_id, binding_id)
     sub = openmart_subscription(mart, record)
+    since, until = parse_time(start, "start"), parse_time(end, "end")
     kind = monitor_definition_id or metric_type
     if kind not in ("performance", "quality"):
         raise HTTPException(400, f"metrics of {kind!r} are not kept here (performance, quality)")
@@ -268,7 +271,7 @@ def metrics(
                 "deployment_id": deployment_id(record),
             }
             for r in rows
-            if _in_window(r["ts"], start, end)
+            if _in_window(r["ts"], since, until)
         ][-limit:]
     if kind == "performance":
         samples = performance_samples(sub) if sub is not None else []
@@ -289,7 +292,7 @@ def metrics(
     return {
         "start": start,
         "end": end,
-        "metrics": [s for s in samples if _in_window(s["timestamp"], start, end)],
+        "metrics": [s for s in samples if _in_window(s["timestamp"], since, until)],
     }
 
 
