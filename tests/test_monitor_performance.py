@@ -466,3 +466,27 @@ def test_report_draws_throughput_and_latency_over_time(mart: openmart.Mart, tmp_
     section = page[page.index("<h2>Performance") :]
     assert "90 requests (9 errors)" in section and "<svg" in section
     assert "throughput" in section and "latency per request" in section
+
+
+def test_a_journal_replayed_twice_counts_its_requests_once(
+    mart: openmart.Mart, deployment: _Deployment, tmp_path: Path
+) -> None:
+    """What a killed --durable proxy left is stored at the next start; a segment read twice (a
+    crash after storing, before removing it) adds nothing the second time."""
+    sub = _subscribe(mart, deployment.url)
+    stamp = pd.Timestamp.now(tz="UTC")
+    answer = b'{"predictions": [1, 0], "probabilities": [0.75, 0.25]}'
+    exchanges = [Exchange(f"j-{i}", stamp, 7.0 + i, _body(2, i), answer, 200 + i) for i in range(3)]
+    folder = spool_of(sub, tmp_path / "spool").folder / "journal"
+    folder.mkdir(parents=True)
+    data = b"".join(journal.encode(ex) for ex in exchanges)
+    for _ in range(2):
+        (folder / "left-by-a-killed-proxy.journal").write_bytes(data)
+        capture = PayloadCapture(sub, spool_dir=tmp_path / "spool", decoder=exchange_parser(sub, sub.provider()))
+        assert capture.flush(60)
+        capture.close()
+        _wait_for(lambda: not any(folder.glob("*.journal")), "the segment to be released")
+    rows = _stored(mart, sub)
+    assert sorted(rows["request_id"]) == ["j-0", "j-1", "j-2"]
+    assert sorted(rows["status"]) == [200, 201, 202] and list(rows["records"]) == [2, 2, 2]
+    assert sub.payload.count() == 6
