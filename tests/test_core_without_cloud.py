@@ -197,6 +197,13 @@ ALLOWED = {
     # reference model servers imitating a platform's HTTP API (what a provider talks to, for the
     # demos and tests): they know a platform's wire shape, not the provider plug-in
     ("deployments/", "algorithmia"),
+    # OpenScale's V1 routes speak OpenScale's wire shape, whose binding type is "amazon_sagemaker":
+    # they map it onto the sagemaker plug-in by name (no SDK import: test above and below)
+    ("service/openscale/", "sagemaker"),
+    # the REST API's OpenAPI examples and field descriptions name the shipped plug-ins (documentation)
+    ("service/rest/models.py", "custom"),
+    ("service/rest/models.py", "sagemaker"),
+    ("service/rest/models.py", "algorithmia"),
 }
 
 
