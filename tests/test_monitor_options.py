@@ -102,7 +102,7 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("explainability", {"thresholds": ["attribution_ndcg=1.2"]}, "attribution_ndcg must be [0, 1]"),
     ("explainability", {"thresholds": [{"metric": "attribution_ndcg"}]}, "give metric and value"),
     ("explainability", {"thresholds": ["ndcg=0.5"]}, "unknown metric 'ndcg' (known: attribution_ndcg)"),
-    ("nosuch", {}, "unknown monitor kind 'nosuch' (known: drift, explainability, fairness, quality"),
+    ("nosuch", {}, "unknown monitor kind 'nosuch' (known: drift, explainability, fairness, performance, quality"),
 ]
 
 
