@@ -711,10 +711,29 @@ class RecordStore:
 
 
 class PayloadRecords(RecordStore):
-    def log(self, data: Any, *, allow_extra_columns: bool = False) -> pd.Series:
+    def log(
+        self,
+        data: Any,
+        *,
+        allow_extra_columns: bool = False,
+        requests: Iterable[Mapping[str, Any]] | None = None,
+        request_source: str = "rest",
+    ) -> pd.Series:
         """Store scored records (DataFrame, list of dicts, or OpenScale request/response); returns
-        their scoring ids (kept as given, or generated)."""
-        ids, _ = self._log(data, allow_extra_columns=allow_extra_columns)
+        their scoring ids (kept as given, or generated). ``requests``: the scoring requests these
+        records came in (see :meth:`Subscription.log_requests`), stored in the same transaction."""
+        if requests is None:
+            ids, _ = self._log(data, allow_extra_columns=allow_extra_columns)
+        else:
+            from openmart.mart import scoring_requests
+
+            rows = scoring_requests.rows_from(requests, source=request_source)  # refused before anything is stored
+            with self._sub.mart.engine.begin() as conn:
+                batch_ids, _ = record_store.log_batches(
+                    conn, self._sub.record, self.kind, [data], allow_extra_columns=allow_extra_columns
+                )
+                scoring_requests.insert(conn, self._sub.id, rows)
+            ids = batch_ids[0] if batch_ids else None
         return ids.to_pandas(types_mapper=pd.ArrowDtype) if ids is not None else pd.Series(dtype=str)
 
 

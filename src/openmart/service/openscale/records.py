@@ -42,7 +42,7 @@ def _records(body: Any) -> list[dict[str, Any]]:
     return records
 
 
-def _log_requests(sub: Subscription, records: list[dict[str, Any]], ids: list[str]) -> None:
+def _requests(records: list[dict[str, Any]], ids: list[str]) -> list[dict[str, Any]]:
     """Each PayloadRecord is one scoring request (source openscale, its response_time the latency)."""
     rows = []
     for r, sid in zip(records, ids, strict=True):
@@ -58,7 +58,7 @@ def _log_requests(sub: Subscription, records: list[dict[str, Any]], ids: list[st
                 "request_id": sid,
             }
         )
-    sub.log_requests(rows, source="openscale")
+    return rows
 
 
 @router.post("/v1/data_marts/{data_mart_id}/scoring_payloads", summary="Store scoring payload records")
@@ -81,9 +81,10 @@ def store_payloads(
         clean = [{k: r[k] for k in _PAYLOAD_KEYS if r.get(k) is not None} for r in group]
         for r in clean:  # an id for each request, so that its rows and its scoring request share it
             r["scoring_id"] = str(r.get("scoring_id") or uuid.uuid4())
-        ids = sub.payload.log(clean, allow_extra_columns=True)
+        # the rows and their scoring requests in one transaction: both or neither
+        requests = _requests(clean, [r["scoring_id"] for r in clean])
+        ids = sub.payload.log(clean, allow_extra_columns=True, requests=requests, request_source="openscale")
         stored += len(ids)
-        _log_requests(sub, clean, [r["scoring_id"] for r in clean])
     if "return=minimal" in request.headers.get("prefer", ""):
         return Response(status_code=204)
     return Response(json.dumps({"stored": stored, "payloads": len(records)}), 202, media_type="application/json")
