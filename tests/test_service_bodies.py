@@ -46,7 +46,12 @@ def test_fast_reader_agrees_with_the_strict_standard_library(value: object, spac
 
 
 def test_repeated_keys_are_refused_by_name() -> None:
-    for text in (b'[{"a":1,"a":2}]', b'[{"a":1},{"b":{"c":1,"c":2}}]', b'[{"x":"\\":","a":1,"a":2}]'):
+    for text in (
+        b'[{"a":1,"a":2}]',
+        b'[{"a":1},{"b":{"c":1,"c":2}}]',
+        b'[{"x":"\\":","a":1,"a":2}]',
+        b'[{"x":"\\u0022:","a":1,"a":2}]',  # a quote written as \u0022: orjson writes it \"
+    ):
         refused = verdict(bodies.loads, text)
         assert refused[0] == "refused" and "appears twice" in str(refused[1]), text
     assert bodies.loads(b'[{"a":1,"b":2}]') == [{"a": 1, "b": 2}]

@@ -75,15 +75,6 @@ def _strict_loads(text: bytes | str, where: str) -> Any:
         raise ValidationError(f"{where}: {exc}") from None
 
 
-def _keys_in(value: Any) -> int:
-    """How many keys the parsed objects in ``value`` hold, all levels down."""
-    if isinstance(value, dict):
-        return len(value) + sum(_keys_in(v) for v in value.values() if isinstance(v, dict | list))
-    if isinstance(value, list):
-        return sum(_keys_in(v) for v in value if isinstance(v, dict | list))
-    return 0
-
-
 # a key written with blanks before its colon: the quick key count below would miss it
 _SPACED_KEY_END = re.compile(rb'"[ \t\r\n]+:')
 
@@ -92,19 +83,20 @@ def loads(text: bytes | str, where: str = "the body") -> Any:
     """Strict JSON: a repeated key or NaN/Infinity is refused, as the CLI refuses them in files.
 
     Fast: orjson parses (several times faster than ``json`` on records of numbers) and refuses
-    NaN/Infinity itself; a repeated key, which every parser folds silently, is found by counting.
-    When no key has blanks before its colon, every key written adds one ``":`` to the text, and
-    strings can only add more (as ``\\":``), never fewer: ``count(b'":') >= keys written >= keys
-    parsed``, and a repeated key makes the last step strict. So a count equal to the keys parsed
-    proves no key was repeated. Any other body is parsed again by the standard library with a
-    duplicate check, which names the repeated key (``tests/test_service_bodies.py`` checks the
-    two agree on any JSON)."""
+    NaN/Infinity itself; a repeated key, which every parser folds silently, is found by counting
+    ``":`` in the body and in orjson's own compact writing of what it parsed. Each key adds one
+    to both counts (the body's when no key has blanks before its colon); quotes inside strings
+    add the same to both, written ``\\"`` in each (a body writing one as ``\\u0022`` is read
+    strictly). A repeated key adds to the body's count only. So equal counts prove no key was
+    repeated; any other body is parsed again by the standard library with a duplicate check,
+    which names the repeated key (``tests/test_service_bodies.py`` checks both agree on any JSON)."""
     raw = text.encode() if isinstance(text, str) else text
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return _strict_loads(raw, where)  # names the error's line and column, as the CLI does
-    if not _SPACED_KEY_END.search(raw) and raw.count(b'":') == _keys_in(data):
+    quick = not _SPACED_KEY_END.search(raw) and b"\\u0022" not in raw
+    if quick and raw.count(b'":') == orjson.dumps(data).count(b'":'):
         return data
     return _strict_loads(raw, where)
 
