@@ -26,6 +26,7 @@ import orjson
 import pandas as pd
 
 from openmart.errors import ValidationError
+from openmart.inputs import _no_constants, _no_duplicate_keys  # the CLI's own strictness for files
 
 BATCH_ROWS = 10_000
 JSON_TYPES = ("application/json", "text/json")
@@ -49,19 +50,6 @@ def media_type(content_type: str | None) -> str:
     raise UnsupportedBody(
         f"Content-Type {mt!r} is not one openmart reads: use application/json, application/x-ndjson or text/csv"
     )
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out = dict(pairs)
-    if len(out) != len(pairs):
-        seen: set[str] = set()
-        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-        raise ValueError(f"key {dup!r} appears twice in one object")
-    return out
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON (write null for a missing value)")
 
 
 def _strict_loads(text: bytes | str, where: str) -> Any:
