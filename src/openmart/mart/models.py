@@ -103,6 +103,7 @@ class Monitor(Base):
 
 class Evaluation(Base):
     __tablename__ = "evaluations"
+    __table_args__ = (Index("ix_evaluations_subscription_latest", "subscription_id", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     subscription_id: Mapped[int] = mapped_column(
@@ -130,6 +131,7 @@ class Evaluation(Base):
 
 class Measurement(Base):
     __tablename__ = "measurements"
+    __table_args__ = (Index("ix_measurements_subscription_monitor_time", "subscription_id", "monitor", "measured_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     evaluation_id: Mapped[int] = mapped_column(
@@ -333,3 +335,59 @@ class OpenScaleSubscription(Base):
     # {"payload_logging": {"enabled": true, "parameters": {...}}, "quality_monitoring": ...}
     configurations: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
     created_at: Mapped[datetime] = _now()
+
+
+class Traffic(Base):
+    """Payload records per subscription and UTC hour of their scoring time, kept by triggers on
+    every payload table in the records' own transaction (migration 0008)."""
+
+    __tablename__ = "traffic"
+
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id", ondelete="CASCADE"), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    records: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class AlertChannel(Base):
+    """Where a subscription's alerts are sent: ``webhook`` (Slack-compatible body) or ``email``
+    (SMTP with STARTTLS); secrets in ``settings`` sealed (``enc:...``)."""
+
+    __tablename__ = "alert_channels"
+    __table_args__ = (
+        UniqueConstraint("subscription_id", "name", name="uq_alert_channels_subscription_name"),
+        CheckConstraint("kind IN ('webhook', 'email')", name="ck_alert_channels_kind"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id", ondelete="CASCADE"), nullable=False)
+    name: Mapped[str] = mapped_column(String(63), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="true")
+    created_at: Mapped[datetime] = _now()
+
+
+class AlertDelivery(Base):
+    """One message to send: an alert's transition (``opened``/``resolved``) to one channel. Made in
+    the transaction that changes the alert (an outbox); unique per (alert, channel, event)."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (
+        UniqueConstraint("alert_id", "channel_id", "event", name="uq_alert_deliveries_alert_channel_event"),
+        CheckConstraint("event IN ('opened', 'resolved')", name="ck_alert_deliveries_event"),
+        CheckConstraint("status IN ('pending', 'sending', 'sent', 'failed')", name="ck_alert_deliveries_status"),
+        Index("ix_alert_deliveries_due", "next_attempt_at", postgresql_where=text("status IN ('pending', 'sending')")),
+        Index("ix_alert_deliveries_channel_id", "channel_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("alert_channels.id", ondelete="CASCADE"), nullable=False)
+    event: Mapped[str] = mapped_column(String(16), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    next_attempt_at: Mapped[datetime] = _now()
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now()
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -82,6 +82,21 @@ def create_table_sql(kind: RecordKind, table: str, schema: SubscriptionSchema) -
     return stmts + ([index] if index else [])
 
 
+def traffic_trigger_sql(table: str, subscription_id: int) -> list[str]:
+    """The triggers that keep ``traffic`` (records per hour) true for a payload table: statement
+    level, over the statement's transition tables, so a COPY of a million rows adds one row per
+    hour it spans (migration 0008 made the functions)."""
+    q, sid = quote(table), int(subscription_id)
+    return [
+        f"CREATE TRIGGER openmart_traffic_in AFTER INSERT ON {q} REFERENCING NEW TABLE AS new_rows "
+        f"FOR EACH STATEMENT EXECUTE FUNCTION openmart_traffic_inserted('{sid}')",
+        f"CREATE TRIGGER openmart_traffic_out AFTER DELETE ON {q} REFERENCING OLD TABLE AS old_rows "
+        f"FOR EACH STATEMENT EXECUTE FUNCTION openmart_traffic_deleted('{sid}')",
+        f"CREATE TRIGGER openmart_traffic_moved AFTER UPDATE ON {q} REFERENCING OLD TABLE AS old_rows "
+        f"NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION openmart_traffic_updated('{sid}')",
+    ]
+
+
 # -- input normalisation --------------------------------------------------------------------------
 
 

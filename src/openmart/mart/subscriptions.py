@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from openmart.errors import AlreadyExists, NotFound
 from openmart.mart import models
 from openmart.mart.identifiers import quote
-from openmart.mart.records import RecordKind, create_table_sql, table_name
+from openmart.mart.records import RecordKind, create_table_sql, table_name, traffic_trigger_sql
 from openmart.schema import SubscriptionSchema
 
 
@@ -131,6 +131,8 @@ def create(
     for kind in RecordKind:
         for stmt in create_table_sql(kind, tables[f"{kind}_table"], schema):
             conn.exec_driver_sql(stmt)
+    for stmt in traffic_trigger_sql(tables["payload_table"], new_id):
+        conn.exec_driver_sql(stmt)
     conn.execute(sa.update(models.Subscription).where(models.Subscription.id == new_id).values(**tables))
     return by_id(conn, new_id)
 
