@@ -41,6 +41,7 @@ LAYERS: dict[str, int] = {
     "openmart.deployments": 5,
     "openmart.cli": 5,
     "openmart.service": 5,
+    "openmart.dashboard": 5,
     "openmart": 5,
 }
 LAYER_NAMES = {0: "base", 1: "mart (gateway)", 2: "providers/context", 3: "services", 4: "api", 5: "applications"}

@@ -6,6 +6,7 @@
 - :func:`latest_details`: the newest evaluation in a range that ran a monitor, with the details
   a chart needs (drift histograms, confusion matrix, fairness perturbation);
 - :func:`traffic`: records per hour in a range;
+- :func:`alerts_in_range`: a subscription's alerts still open, and those seen in a range (capped);
 - :func:`change_token`: a short string that changes when an evaluation, measurement, alert or
   delivery does, which pages poll to update without reloading.
 
@@ -25,6 +26,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+
+from openmart.mart import models
+from openmart.mart.alerts import AlertRecord, _record, _select
 
 #: how many of a subscription's newest evaluations the status of a monitor is looked for in
 STATUS_LOOKBACK = 200
@@ -340,3 +344,28 @@ def change_token(conn: Connection, subscription_id: int | None = None) -> str:
         {} if subscription_id is None else {"sid": subscription_id},
     ).one()
     return "-".join("" if v is None else (v.isoformat() if isinstance(v, datetime) else str(v)) for v in row)
+
+
+def alerts_in_range(
+    conn: Connection,
+    subscription_id: int,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: int = 200,
+) -> list[AlertRecord]:
+    """The subscription's alerts a page shows, newest first (at most ``limit``): every one still
+    open or acknowledged, and resolved ones seen in ``[start, end)``."""
+    a = models.Alert
+    seen = [a.last_seen_at >= start] if start is not None else []
+    if end is not None:
+        seen.append(a.created_at < end)
+    in_range = sa.and_(*seen) if seen else sa.true()
+    q = (
+        _select()
+        .where(a.subscription_id == subscription_id, sa.or_(a.status != "resolved", in_range))
+        .order_by(a.id.desc())
+        .limit(int(limit))
+    )
+    session = sa.orm.Session(bind=conn)
+    return [_record(row, name) for row, name in session.execute(q)]

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse
 
 from openmart import __version__
 from openmart.api import Mart, connect
@@ -69,6 +70,16 @@ def create_app(
     app.include_router(schedules.router)
     app.include_router(performance.router)
     app.include_router(openscale_router)
+
+    # the dashboard: same keys (it shares this authenticator), its buttons call this /api/v1
+    from openmart import dashboard
+
+    app.mount("/dashboard", dashboard.app(mart, api_prefix="/api/v1", authenticator=app.state.auth))
+
+    @app.get("/", include_in_schema=False)
+    def home(request: Request) -> RedirectResponse:
+        return RedirectResponse(str(request.scope.get("root_path", "")) + "/dashboard/")
+
     return app
 
 

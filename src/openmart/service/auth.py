@@ -7,10 +7,18 @@ A verified key is remembered for :data:`CACHE_SECONDS`, so a burst of single-rec
 cost a database round trip each; a revoked key therefore stops working within that time (its
 tokens at once on their next verification after the cache, since they are signed with a secret
 derived from the key's stored hash).
+
+Browsers (the dashboard) cannot send an ``Authorization`` header when they navigate, so a token
+may also come in the :data:`SESSION_COOKIE` the dashboard's login sets (HttpOnly, SameSite=Strict).
+A request authenticated by that cookie that may change something (any method but GET, HEAD,
+OPTIONS) must also carry the :data:`CSRF_COOKIE`'s value in the :data:`CSRF_HEADER` (double
+submit): another site can make a browser send the cookies, but cannot read them to echo one.
+A header credential always wins over the cookie, and needs no CSRF token.
 """
 
 from __future__ import annotations
 
+import hmac
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +34,11 @@ from openmart.mart.api_keys import KEY_PREFIX, Scope
 CACHE_SECONDS = 5.0
 TOKEN_SECONDS = 3600
 ISSUER = "openmart"
+#: the dashboard's session (a token from :meth:`Authenticator.issue_token`) and its CSRF pair
+SESSION_COOKIE = "openmart_session"
+CSRF_COOKIE = "openmart_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 @dataclass(frozen=True)
@@ -100,12 +113,26 @@ class Authenticator:
         return Principal(str(claims.get("sub", "")), Scope.parse(str(claims.get("scope", "read"))), key_id)
 
     # -- requests -----------------------------------------------------------------------------
-    def credential(self, request: Request) -> str | None:
+    def header_credential(self, request: Request) -> str | None:
         header = request.headers.get("authorization", "")
         scheme, _, value = header.partition(" ")
         if scheme.lower() in ("bearer", "apikey", "zenapikey") and value.strip():
             return value.strip()
         return request.headers.get("x-api-key") or None
+
+    def credential(self, request: Request) -> str | None:
+        """The key or token a request carries: a header's, else the dashboard's session cookie."""
+        return self.header_credential(request) or request.cookies.get(SESSION_COOKIE) or None
+
+    @staticmethod
+    def check_csrf(request: Request) -> None:
+        """403 unless the CSRF header equals the CSRF cookie (both present; constant-time)."""
+        cookie = request.cookies.get(CSRF_COOKIE, "")
+        header = request.headers.get(CSRF_HEADER, "")
+        if not cookie or not header or not hmac.compare_digest(cookie.encode(), header.encode()):
+            raise HTTPException(
+                403, f"a request authenticated by the session cookie must send the {CSRF_HEADER} header (CSRF)"
+            )
 
     def principal(self, credential: str | None) -> Principal | None:
         if not credential:
@@ -119,6 +146,8 @@ class Authenticator:
             return ANONYMOUS_ADMIN
         credential = self.credential(request)
         principal = self.principal(credential)
+        if principal is not None and request.method not in SAFE_METHODS and not self.header_credential(request):
+            self.check_csrf(request)  # the cookie authenticated this request: see the module's docstring
         if principal is None:
             why = "missing" if not credential else "not valid (unknown, revoked, malformed or expired)"
             raise HTTPException(401, f"API key or token {why}", headers={"WWW-Authenticate": "Bearer"})
