@@ -93,15 +93,15 @@ def create(mart: Mart, *, auth: bool, api_prefix: str | None, authenticator: Aut
         """The change token the script polls: when it differs from the page's, the page refetches."""
         if session.viewer(request, checker) is None:
             return JSONResponse({"error": {"type": "Unauthorized", "message": "log in again"}}, status_code=401)
+        from openmart.errors import NotFound
         from openmart.mart import dashboard as reads
+        from openmart.mart import subscriptions
 
-        with mart.engine.connect() as conn:
-            sub_id = None
-            if subscription is not None:
-                sub = pages.find(conn, subscription)
-                if sub is None:
-                    return JSONResponse({"error": {"type": "NotFound", "message": subscription}}, status_code=404)
-                sub_id = sub.id
+        with mart.engine.connect() as conn:  # two indexed queries: this runs every few seconds per open page
+            try:
+                sub_id = None if subscription is None else subscriptions.get(conn, subscription).id
+            except NotFound as exc:
+                return JSONResponse({"error": {"type": "NotFound", "message": str(exc)}}, status_code=404)
             token = reads.change_token(conn, sub_id)
         return JSONResponse({"token": token}, headers={"Cache-Control": "no-store"})
 

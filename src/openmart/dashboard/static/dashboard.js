@@ -50,7 +50,7 @@
   }
 
   function poll() {
-    if (busy || !changesUrl || document.hidden) return;
+    if (busy || !changesUrl) return;
     busy = true;
     fetch(changesUrl, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) {
