@@ -366,3 +366,46 @@ def test_mounted_at_monitoring_in_a_models_app(populated: openmart.Mart) -> None
 def test_static_files_ship_in_the_wheel_listing() -> None:
     """The script and style are package data next to the code (hatch packs every file under src/openmart)."""
     assert {"dashboard.js", "dashboard.css"} <= {p.name for p in STATIC.iterdir()}
+
+
+def test_fairness_tab_per_attribute_and_flip_test_section(mart: openmart.Mart) -> None:
+    rng = np.random.default_rng(3)
+    n = 400
+    frame = pd.DataFrame({"group": rng.choice(["a", "b"], n), "x": rng.normal(size=n), "label": rng.integers(0, 2, n)})
+    sub = _subscribe(mart, "fair", frame)
+    sub.monitors.enable(
+        "fairness", attributes=[{"feature": "group", "monitored": "a", "reference": "b"}], favourable=1, min_records=10
+    )
+    _log(sub, frame)
+    sub.evaluate()
+    with TestClient(openmart.dashboard.app(mart, auth=False)) as client:
+        page = client.get("/subscriptions/fair", params={"tab": "fairness"}).text
+    assert re.search(r'<figure class="metric-history" data-metric="disparate_impact" data-feature="group"><svg', page)
+    assert '<section id="flip-test">' in page and "no flip test in this evaluation" in page  # no binding to re-score
+    assert '<section id="group-rates">' in page and "<td>monitored</td><td>a</td>" in page
+
+
+def test_drift_order_is_worst_first_for_p_values_and_distances() -> None:
+    from openmart.dashboard.tabs.drift import ordered, score_attr
+    from openmart.mart.dashboard import MeasurementDetail
+
+    now = datetime.now(UTC)
+
+    def m(feature: str, value: float, threshold: float, kind: str, breached: bool) -> MeasurementDetail:
+        return MeasurementDetail(1, 1, now, "drift", "m", feature, None, value, threshold, kind, breached, None)
+
+    features = [
+        m("calm-distance", 0.05, 0.2, "upper_limit", False),
+        m("p-slightly", 0.04, 0.05, "lower_limit", True),  # 1.25 x past its limit
+        m("p-far", 0.0001, 0.05, "lower_limit", True),  # 500 x
+        m("distance-double", 0.4, 0.2, "upper_limit", True),  # 2 x
+        m("calm-p", 0.9, 0.05, "lower_limit", False),
+    ]
+    assert [x.feature for x in ordered(features)] == [
+        "p-far",
+        "distance-double",
+        "p-slightly",
+        "calm-distance",
+        "calm-p",
+    ]
+    assert score_attr(float("inf")) == "Infinity" and score_attr(None) == "" and float(score_attr(0.25)) == 0.25
