@@ -67,6 +67,10 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
 
 
 def _time_label(at: datetime, span: timedelta) -> str:
+    if span <= timedelta(seconds=30):  # evaluations run back to back (tests, backfills)
+        return at.strftime("%H:%M:%S.%f")[:-3]
+    if span <= timedelta(minutes=10):
+        return at.strftime("%H:%M:%S")
     if span <= timedelta(days=2):
         return at.strftime("%H:%M")
     if span <= timedelta(days=60):
@@ -108,20 +112,25 @@ def time_series(
     start: datetime | None = None,
     end: datetime | None = None,
 ) -> str:
-    """Lines over time, one per series; dashed threshold lines; breached points red.
-    ``start``/``end`` widen the time axis to the page's range when given."""
+    """Lines over time, one per series; dashed threshold lines; breached points red."""
     points = [p for s in series for p in s.points if p.value is not None and math.isfinite(p.value)]
     if not points:
         return _empty(width, height, "no measurements in this range")
     left, right, top, bottom = 56, 12, 26, 34
     pw, ph = width - left - right, height - top - bottom
-    times = [p.at for p in points]
-    t0 = min([*times, *([start] if start and start < min(times) else [])])
-    t1 = max([*times, *([end] if end and end > max(times) else [])])
+    # the axis spans the points, not the page's whole range: a week's axis with a morning's points
+    # would squeeze them into one pixel column. ``start``/``end`` only clip.
+    times = [p.at for p in points if (start is None or p.at >= start) and (end is None or p.at < end)] or [
+        p.at for p in points
+    ]
+    t0, t1 = min(times), max(times)
     if t1 <= t0:
         t0, t1 = t0 - timedelta(minutes=30), t1 + timedelta(minutes=30)
+    pad = (t1 - t0) * 0.03  # room for the first and last points' markers
+    t0, t1 = t0 - pad, t1 + pad
     values = [p.value for p in points if p.value is not None] + [t.value for t in thresholds]
-    ticks = nice_ticks(min(values), max(values))
+    low, high = min(values), max(values)
+    ticks = nice_ticks(low, high + (high - low) * 0.05)
     y0, y1 = (ticks[0], ticks[-1]) if ticks else (min(values), max(values) + 1)
     span = (t1 - t0).total_seconds()
 

@@ -48,10 +48,10 @@ def _labels(histogram: dict) -> list[str]:  # type: ignore[type-arg]
     edges = histogram.get("edges") or []
     n = len(histogram.get("reference") or [])
     if len(edges) == n + 1:
-        return [f"{number(edges[i], 3)}–{number(edges[i + 1], 3)}" for i in range(n)]
+        return [f"{number(edges[i], 2)}–{number(edges[i + 1], 2)}" for i in range(n)]
     if len(edges) == n - 1:  # open outer buckets: below the first edge, above the last
-        inner = [f"{number(edges[i], 3)}–{number(edges[i + 1], 3)}" for i in range(len(edges) - 1)]
-        return [f"< {number(edges[0], 3)}", *inner, f"≥ {number(edges[-1], 3)}"] if edges else []
+        inner = [f"{number(edges[i], 2)}–{number(edges[i + 1], 2)}" for i in range(len(edges) - 1)]
+        return [f"< {number(edges[0], 2)}", *inner, f"≥ {number(edges[-1], 2)}"] if edges else []
     return [str(i + 1) for i in range(n)]
 
 
@@ -71,9 +71,10 @@ def _item(view: View, sub: SubscriptionOverview, m: MeasurementDetail, selected:
     href = view.link("/subscriptions/" + segment(sub.name), tab="drift", feature=m.feature)
     kind = (m.details or {}).get("kind", "")
     verdict = "drifting" if m.breached else "stable"
+    classes = " ".join(c for c, on in (("selected", selected), ("drifting", m.breached)) if on)
     return (
         f'<li data-feature="{e(m.feature)}" data-drifted="{"true" if m.breached else "false"}" '
-        f'data-score="{score_attr(m.value)}" class="{"selected " if selected else ""}{"bad" if m.breached else ""}">'
+        f'data-score="{score_attr(m.value)}" class="{classes}">'
         f'<a href="{e(href)}" data-inplace>{e(m.feature)}</a> '
         f'<span class="muted">{e(kind)} · {e(m.metric)} {e(number(m.value))} '
         f"({e((m.threshold_type or '').replace('_', ' '))} {e(number(m.threshold))}) · {verdict}</span></li>"

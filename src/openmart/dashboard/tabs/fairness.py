@@ -41,13 +41,13 @@ def _rates(details: dict[str, Any]) -> str:
     return table(("group", "values", "records", "favourable"), rows, class_="rates")
 
 
-def _flip(m: MeasurementDetail, flip_rate: float | None) -> str:
+def _flip(sub: str, m: MeasurementDetail, flip_rate: float | None) -> str:
     p = (m.details or {}).get("perturbation")
     head = f"<h3>{e(m.feature)}</h3>"
     if not p:
         return head + empty(
             "no flip test in this evaluation: enable it with",
-            "openmart monitor enable SUB fairness --option perturb=true",
+            f"openmart monitor enable {sub} fairness --option perturb=true ...",
         )
     if "error" in p:
         return head + f'<p class="bad">the flip test failed: {e(p["error"])}</p>'
@@ -88,7 +88,9 @@ def render(view: View, conn: Connection, sub: SubscriptionOverview, feature: str
     latest = reads.latest_details(conn, sub.id, "fairness", start=r.start, end=r.end)
     heads = [m for m in latest if m.metric == HEADLINE and m.feature]
     flips = {m.feature: m.value for m in latest if m.metric == "perturbation_flip_rate"}
-    flip_html = "".join(_flip(m, flips.get(m.feature)) for m in heads) or empty("no fairness details in this range")
+    flip_html = "".join(_flip(sub.name, m, flips.get(m.feature)) for m in heads) or empty(
+        "no fairness details in this range"
+    )
     rates = "".join(f"<h3>{e(m.feature)}</h3>{_rates(m.details or {})}" for m in heads if m.details)
     evaluation = f"evaluation #{latest[0].evaluation_id}, {when(latest[0].measured_at)}" if latest else ""
     out.append(
