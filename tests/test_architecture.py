@@ -35,6 +35,7 @@ LAYERS: dict[str, int] = {
     "openmart.evaluation": 3,
     "openmart.explain": 3,
     "openmart.capture": 3,
+    "openmart.alerting": 3,
     "openmart.api": 4,
     "openmart.report": 5,
     "openmart.quickstart": 5,

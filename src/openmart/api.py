@@ -39,9 +39,12 @@ from openmart.providers import registry
 from openmart.schema import ProblemType, SubscriptionSchema, infer_schema
 
 if TYPE_CHECKING:
+    from openmart.alerting.dispatcher import Backoff, DeliveryCounts
+    from openmart.alerting.messages import Message
     from openmart.evaluation.results import EvaluationResult
     from openmart.evaluation.scheduler import ScheduledRun
     from openmart.explain.service import StoredExplanation
+    from openmart.mart.alert_deliveries import DeliveryRecord
     from openmart.mart.alerts import AlertRecord
     from openmart.mart.evaluations import EvaluationRecord
     from openmart.monitors.performance import Performance
@@ -128,6 +131,36 @@ class Mart:
 
         with self.engine.begin() as conn:
             return alerts.resolve(conn, alert_id, by=by, note=note)
+
+    # -- alert delivery (docs/alerts.md) ---------------------------------------------------------
+
+    def deliveries(
+        self, *, status: str | None = None, subscription: str | None = None, limit: int | None = None
+    ) -> pd.DataFrame:
+        """Messages about alerts (one per alert, channel and event ``opened``/``resolved``), oldest
+        first: ``status`` pending, sending, sent, failed, or None/"all"; ``limit``: the newest N."""
+        from openmart.mart import alert_deliveries
+
+        limit = arguments.optional_integer(limit, "limit", minimum=1)
+        with self.engine.connect() as conn:
+            return alert_deliveries.frame(conn, status=status, subscription=subscription, limit=limit)
+
+    def retry_delivery(self, delivery_id: int) -> DeliveryRecord:
+        """Send a failed (or waiting) delivery again at the next pass, with a fresh count of attempts."""
+        from openmart.mart import alert_deliveries
+
+        with self.engine.begin() as conn:
+            return alert_deliveries.retry(conn, int(delivery_id))
+
+    def deliver_alerts(
+        self, *, limit: int = 100, now: datetime | None = None, backoff: Backoff | None = None
+    ) -> DeliveryCounts:
+        """One pass of the sender (what ``openmart serve`` does in the background): send up to
+        ``limit`` due messages; failures are retried later with backoff, then marked failed."""
+        from openmart.alerting.dispatcher import deliver_due
+
+        limit = arguments.integer(limit, "limit", minimum=1)
+        return deliver_due(self.engine, self.settings, limit=limit, now=now, backoff=backoff)
 
     # -- schedules (docs/evaluations.md, "Scheduled evaluations") --------------------------------
 
@@ -269,6 +302,14 @@ class Bindings:
                 )
                 if n:
                     bindings_table.update_settings(conn, row.id, rotated)
+                    count += n
+            from openmart.mart import alert_channels
+
+            for channel in alert_channels.all_for_update(conn):  # alert channels' secrets too, same transaction
+                label = f"alert channel {channel.subscription}/{channel.name}"
+                rotated, n = secrets.reencrypt(channel.stored_settings, old, new_key, (), label)
+                if n:
+                    alert_channels.update_settings(conn, channel.id, rotated)
                     count += n
         return count
 
@@ -423,6 +464,7 @@ class Subscription(RecordFields):
         from openmart.monitors.store import Monitors
 
         self.monitors = Monitors(self)
+        self.channels = AlertChannels(self)
 
     @property
     def mart(self) -> Mart:
@@ -617,6 +659,111 @@ class Subscription(RecordFields):
 
 def _connect_binding(mart: Mart, binding: str) -> Provider:
     return mart.bindings.get(binding).connect()
+
+
+# -- alert channels (docs/alerts.md) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AlertChannel:
+    id: int
+    subscription: str
+    name: str
+    kind: str
+    #: as stored: the password and the webhook URL sealed (see openmart.alerting.channels)
+    stored_settings: Mapping[str, str] = field(repr=False)
+    enabled: bool
+    created_at: datetime
+
+    @property
+    def settings(self) -> dict[str, str]:
+        """The settings as they may be shown: the password as ***, the webhook URL as host/***."""
+        return secrets.redact(self.stored_settings)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "subscription": self.subscription,
+            "name": self.name,
+            "kind": self.kind,
+            "settings": self.settings,
+            "enabled": self.enabled,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+class AlertChannels:
+    """Where a subscription's alerts are sent: ``webhook`` (a Slack-compatible JSON body) or
+    ``email`` (SMTP with STARTTLS). One message when an alert opens, one when it resolves."""
+
+    def __init__(self, sub: Subscription) -> None:
+        self._sub = sub
+
+    def _wrap(self, row: Any) -> AlertChannel:
+        return AlertChannel(
+            row.id, row.subscription, row.name, str(row.kind), dict(row.stored_settings), row.enabled, row.created_at
+        )
+
+    def add(self, name: str, kind: str, settings: Mapping[str, Any] | None = None) -> AlertChannel:
+        """Add a channel. Its secrets (a webhook's URL, an SMTP password, values given as enc:...)
+        are stored encrypted; refused without a key (``openmart secrets init``)."""
+        from openmart.alerting import channels
+        from openmart.mart import alert_channels
+
+        validate_name(name, "alert channel")
+        channel_kind = alert_channels.parse_kind(kind)
+        raw = {str(k): str(v) for k, v in (settings or {}).items()}
+        clear, given_encrypted = secrets.open_given(raw, self._sub.mart.settings)
+        secrets.remember_settings(clear, channels.secret_names(channel_kind) | given_encrypted)
+        if clear.get("url"):
+            channels.remember_url(clear["url"])
+        with secrets.scrubbed_errors():
+            clear = channels.validate(channel_kind, clear)
+        stored = channels.seal(channel_kind, clear, given_encrypted, self._sub.mart.settings)
+        with self._sub.mart.engine.begin() as conn:
+            return self._wrap(alert_channels.insert(conn, self._sub.id, name, channel_kind, stored))
+
+    def get(self, name: str) -> AlertChannel:
+        from openmart.mart import alert_channels
+
+        with self._sub.mart.engine.connect() as conn:
+            return self._wrap(alert_channels.get(conn, self._sub.id, name))
+
+    def list(self) -> list[AlertChannel]:
+        from openmart.mart import alert_channels
+
+        with self._sub.mart.engine.connect() as conn:
+            return [self._wrap(r) for r in alert_channels.list_channels(conn, self._sub.id)]
+
+    def remove(self, name: str) -> None:
+        """Remove a channel and its deliveries (nothing is left to send them to)."""
+        from openmart.mart import alert_channels
+
+        with self._sub.mart.engine.begin() as conn:
+            alert_channels.remove(conn, self._sub.id, name)
+
+    def _set_enabled(self, name: str, enabled: bool) -> AlertChannel:
+        from openmart.mart import alert_channels
+
+        with self._sub.mart.engine.begin() as conn:
+            return self._wrap(alert_channels.set_enabled(conn, self._sub.id, name, enabled))
+
+    def enable(self, name: str) -> AlertChannel:
+        """Enable a channel: new alerts are queued to it, and those held while it was disabled go."""
+        return self._set_enabled(name, True)
+
+    def disable(self, name: str) -> AlertChannel:
+        """Disable a channel: no new messages are queued to it, queued ones wait."""
+        return self._set_enabled(name, False)
+
+    def test(self, name: str) -> Message:
+        """Send a test message through the channel now (no alert, no outbox); raises
+        DeliveryError (scrubbed) when it was not taken. Returns what was sent."""
+        from openmart.alerting.dispatcher import send_test
+        from openmart.mart import alert_channels
+
+        with self._sub.mart.engine.connect() as conn:
+            channel = alert_channels.get(conn, self._sub.id, name)
+        return send_test(channel, self._sub.mart.settings)
 
 
 def _number(value: Any) -> int | float:

@@ -9,6 +9,10 @@ with the latest evaluation and counts its ``occurrences`` (a partial unique inde
 The evaluation runner calls :func:`record_breaches` and :func:`resolve_passing` in its final
 transaction; people call :func:`acknowledge` and :func:`resolve` (API and CLI). Every function
 takes the caller's connection.
+
+Opening and resolving queue a message to each of the subscription's enabled alert channels in
+the same transaction (:func:`openmart.mart.alert_deliveries.enqueue`, an outbox); a repeated
+breach and an acknowledgement queue nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
 from openmart.errors import NotFound, ValidationError
-from openmart.mart import models
+from openmart.mart import alert_deliveries, models
 
 
 class AlertStatus(StrEnum):
@@ -258,6 +262,7 @@ def record_breaches(
     opened, updated = [], []
     for alert_id, inserted in conn.execute(stmt):
         (opened if inserted else updated).append(int(alert_id))
+    alert_deliveries.enqueue(conn, opened, alert_deliveries.DeliveryEvent.OPENED)  # a repeat queues nothing
     return AlertChanges(opened=tuple(sorted(opened)), updated=tuple(sorted(updated)))
 
 
@@ -294,7 +299,9 @@ def resolve_passing(
         )
         .returning(a.id)
     )
-    return sorted(int(i) for i in done.scalars())
+    resolved = sorted(int(i) for i in done.scalars())
+    alert_deliveries.enqueue(conn, resolved, alert_deliveries.DeliveryEvent.RESOLVED)
+    return resolved
 
 
 def acknowledge(conn: Connection, alert_id: int, *, by: str | None = None, note: str | None = None) -> AlertRecord:
@@ -332,4 +339,5 @@ def resolve(conn: Connection, alert_id: int, *, by: str | None = None, note: str
             note=note if note is not None else models.Alert.note,
         )
     )
+    alert_deliveries.enqueue(conn, [alert_id], alert_deliveries.DeliveryEvent.RESOLVED)
     return get(conn, alert_id)
