@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from openmart.cli import (
+    alerting,
     bind,
     capture,
     db,
@@ -64,6 +65,10 @@ app.add_typer(monitor.app, name="monitor")
 app.command("evaluate")(monitor.evaluate)
 app.command("measurements")(monitor.measurements)
 app.command("evaluations")(monitor.evaluations)
+monitor.alerts_app.add_typer(alerting.channel_app, name="channel")
+monitor.alerts_app.command("deliveries")(alerting.deliveries)
+monitor.alerts_app.command("retry")(alerting.retry)
+monitor.alerts_app.command("deliver")(alerting.deliver)
 app.add_typer(monitor.alerts_app, name="alerts")
 app.command("quickstart")(story.quickstart)
 app.command("report")(story.report)

@@ -293,6 +293,9 @@ def evaluate(
 
         result = sub.evaluate(since=since, until=until, last=last, progress=step, wait=not no_wait)
         bar.update(task, completed=len(kinds), description="evaluated")
+    from openmart.cli.alerting import deliver_after_evaluate
+
+    deliver_after_evaluate(state(ctx).mart)  # a CLI-only user is told of what opened or resolved
     if json_:
         emit_json(result.to_dict())
         return
@@ -380,6 +383,16 @@ Examples:
   openmart alerts ack 12 --by ana --note "retraining"
 
   openmart alerts resolve 12
+
+Delivery (one message when an alert opens, one when it resolves; docs/alerts.md):
+
+  openmart alerts channel add credit slack --kind webhook --set url=https://hooks.slack.com/services/...
+
+  openmart alerts deliveries --status failed
+
+  openmart alerts retry 7
+
+  openmart alerts deliver --follow
 """,
 )
 

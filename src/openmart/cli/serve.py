@@ -1,4 +1,5 @@
-"""``openmart serve``: the monitoring service (REST API, OpenScale's routes, the scheduler)."""
+"""``openmart serve``: the monitoring service (REST API, OpenScale's routes, the scheduler, the
+alert sender)."""
 
 from __future__ import annotations
 
@@ -25,13 +26,20 @@ def serve(
     scheduler_interval: float = typer.Option(
         30.0, "--scheduler-interval", help="Seconds between the scheduler's looks for due monitors."
     ),
+    deliver: bool = typer.Option(
+        True, "--deliver/--no-deliver", help="Send alert messages (webhook, email) as they come due."
+    ),
+    deliver_interval: float = typer.Option(
+        5.0, "--deliver-interval", help="Seconds between the alert sender's looks for due messages."
+    ),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn's log level: debug, info, warning, error."),
 ) -> None:
     """Serve openmart's REST API (/api/v1, documented at /docs) and OpenScale's V1 routes.
 
     Every route needs an API key (openmart keys create --scope read|write|admin) unless
-    --no-auth is given. Monitors run on their schedules (openmart monitor schedule); several
-    serve processes on one mart never run the same evaluation twice.
+    --no-auth is given. Monitors run on their schedules (openmart monitor schedule), and alert
+    messages are sent as they come due (docs/alerts.md); several serve processes on one mart never
+    run the same evaluation, nor send the same message, twice.
 
     Example: openmart serve --port 8000 --workers 2
     """
@@ -42,6 +50,7 @@ def serve(
     port = arguments.port(port, "--port")
     workers = arguments.integer(workers, "--workers", minimum=1)
     interval = arguments.number(scheduler_interval, "--scheduler-interval", minimum=0, exclusive_minimum=True)
+    send_interval = arguments.number(deliver_interval, "--deliver-interval", minimum=0, exclusive_minimum=True)
     if not host.strip():
         raise ValidationError(f"--host must be an address to listen on, e.g. 127.0.0.1 (got {host!r})")
     cli = state(ctx)
@@ -60,6 +69,8 @@ def serve(
     os.environ[service_app.ENV_AUTH] = "0" if no_auth else "1"
     os.environ[service_app.ENV_SCHEDULER] = "1" if scheduler else "0"
     os.environ[service_app.ENV_SCHEDULER_INTERVAL] = str(interval)
+    os.environ[service_app.ENV_DELIVER] = "1" if deliver else "0"
+    os.environ[service_app.ENV_DELIVER_INTERVAL] = str(send_interval)
     err.print(f"openmart serving {mart.location.describe()} on http://{host}:{port} (API docs: /docs)", highlight=False)
     uvicorn.run(
         "openmart.service.app:app_from_env",

@@ -15,7 +15,7 @@ from fastapi.responses import RedirectResponse
 
 from openmart import __version__
 from openmart.api import Mart, connect
-from openmart.service import errors, performance, rest, schedules, scheduling
+from openmart.service import delivery, errors, performance, rest, schedules, scheduling
 from openmart.service.auth import READ, Authenticator, Principal
 from openmart.service.openscale import router as openscale_router
 
@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 ENV_AUTH = "OPENMART_SERVE_AUTH"
 ENV_SCHEDULER = "OPENMART_SERVE_SCHEDULER"
 ENV_SCHEDULER_INTERVAL = "OPENMART_SERVE_SCHEDULER_INTERVAL"
+ENV_DELIVER = "OPENMART_SERVE_DELIVER"
+ENV_DELIVER_INTERVAL = "OPENMART_SERVE_DELIVER_INTERVAL"
 
 DESCRIPTION = """openmart's monitoring service: bindings, subscriptions, payload and feedback
 logging, evaluations, measurements, alerts, explanations and performance (`/api/v1`), and
@@ -36,17 +38,28 @@ sent as `Authorization: Bearer om_...` or `X-API-Key: om_...`. Errors are JSON:
 
 
 def create_app(
-    mart: Mart, *, auth: bool = True, scheduler: bool = False, scheduler_interval: float = 30.0, own_mart: bool = False
+    mart: Mart,
+    *,
+    auth: bool = True,
+    scheduler: bool = False,
+    scheduler_interval: float = 30.0,
+    deliver: bool = False,
+    deliver_interval: float = 5.0,
+    own_mart: bool = False,
 ) -> FastAPI:
     """The service over ``mart``. ``auth=False`` lets every caller in as admin (local use only);
-    ``scheduler=True`` runs due monitors in the background; ``own_mart``: close it on shutdown."""
+    ``scheduler=True`` runs due monitors in the background; ``deliver=True`` sends due alert
+    messages in the background; ``own_mart``: close it on shutdown."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop = scheduling.start(mart, interval=scheduler_interval) if scheduler else None
+        stop_sending = delivery.start(mart, interval=deliver_interval) if deliver else None
         try:
             yield
         finally:
+            if stop_sending is not None:
+                stop_sending()
             if stop is not None:
                 stop()
             if own_mart:
@@ -92,5 +105,7 @@ def app_from_env() -> FastAPI:
         auth=os.environ.get(ENV_AUTH, "1") != "0",
         scheduler=os.environ.get(ENV_SCHEDULER, "1") != "0",
         scheduler_interval=float(os.environ.get(ENV_SCHEDULER_INTERVAL, "30")),
+        deliver=os.environ.get(ENV_DELIVER, "1") != "0",
+        deliver_interval=float(os.environ.get(ENV_DELIVER_INTERVAL, "5")),
         own_mart=True,
     )
