@@ -71,7 +71,10 @@ def serve(
     os.environ[service_app.ENV_SCHEDULER_INTERVAL] = str(interval)
     os.environ[service_app.ENV_DELIVER] = "1" if deliver else "0"
     os.environ[service_app.ENV_DELIVER_INTERVAL] = str(send_interval)
-    err.print(f"openmart serving {mart.location.describe()} on http://{host}:{port} (API docs: /docs)", highlight=False)
+    err.print(
+        f"openmart serving {mart.location.describe()} on http://{host}:{port} (dashboard: /dashboard/, API docs: /docs)",
+        highlight=False,
+    )
     uvicorn.run(
         "openmart.service.app:app_from_env",
         factory=True,
