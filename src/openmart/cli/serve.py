@@ -72,7 +72,8 @@ def serve(
     os.environ[service_app.ENV_DELIVER] = "1" if deliver else "0"
     os.environ[service_app.ENV_DELIVER_INTERVAL] = str(send_interval)
     err.print(
-        f"openmart serving {mart.location.describe()} on http://{host}:{port} (dashboard: /dashboard/, API docs: /docs)",
+        f"openmart serving {mart.location.describe()} on http://{host}:{port} "
+        "(dashboard: /dashboard/, API docs: /docs)",
         highlight=False,
     )
     uvicorn.run(
