@@ -277,6 +277,22 @@ class Browser:
     def url(self) -> str:
         return str(self.evaluate("window.location.href"))
 
+    def count(self, selector: str) -> int:
+        """How many elements match the CSS ``selector``."""
+        return int(self.evaluate(f"document.querySelectorAll({json.dumps(selector)}).length"))
+
+    def attribute(self, selector: str, name: str) -> str | None:
+        """The first match's attribute ``name``; None when nothing matches or it has none."""
+        value = self.evaluate(
+            f"document.querySelector({json.dumps(selector)})?.getAttribute({json.dumps(name)}) ?? null"
+        )
+        return None if value is None else str(value)
+
+    def text(self, selector: str) -> str | None:
+        """The first match's text, stripped; None when nothing matches."""
+        value = self.evaluate(f"document.querySelector({json.dumps(selector)})?.textContent.trim() ?? null")
+        return None if value is None else str(value)
+
     def _center(self, selector: str) -> tuple[float, float]:
         box = self.evaluate(
             f"""(() => {{
@@ -310,10 +326,11 @@ class Browser:
         self.send("Input.insertText", {"text": text})
 
     def screenshot(self, path: Path) -> Path:
-        """A PNG of the whole page (beyond the viewport), at the viewport's width."""
+        """A PNG of the whole page (beyond the viewport; at least the viewport's size)."""
         metrics = self.send("Page.getLayoutMetrics")
         size = metrics.get("cssContentSize") or metrics["contentSize"]
-        clip = {"x": 0, "y": 0, "width": max(self.width, size["width"]), "height": size["height"], "scale": 1}
+        width, height = max(self.width, size["width"]), max(self.height, size["height"])
+        clip = {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}
         shot = self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip})
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(shot["data"]))
