@@ -35,6 +35,7 @@ pytestmark = pytest.mark.slow
 
 DRIFTING = quickstart.NAME  # the quickstart's subscription: BMI (and s5) shift halfway
 STEADY = "steady-scorer"  # logs its own reference back: its drift monitor passes
+FRESH = "fresh-model"  # too few records yet: its drift chip says no data
 SHIFTED = {"bmi", "s5"}  # what quickstart.traffic() moves in the second half
 RECORDS = 600  # enough that the last quarter's BMI breaches (tests/test_quickstart.py uses 400)
 TABS = ("quality", "drift", "fairness", "performance", "explanations", "alerts")
@@ -56,17 +57,24 @@ class Story:
         return f"{self.service.url}/dashboard{path}?{params}"
 
 
-def _steady(mart: openmart.Mart) -> None:
+def _small_subscriptions(mart: openmart.Mart) -> None:
+    """``steady-scorer``, whose traffic is its reference (drift ok), and ``fresh-model``, with
+    too little traffic for its drift monitor (no data)."""
     rng = np.random.default_rng(3)
     n = 300
     reference = pd.DataFrame(
         {"tenure": rng.normal(24, 6, n), "plan": rng.choice(["basic", "plus"], n), "label": rng.integers(0, 2, n)}
     )
-    sub = mart.subscriptions.add(STEADY, reference=reference, label="label", problem_type="binary")
-    sub.monitors.enable("drift", min_records=50)
-    sub.payload.log(reference.drop(columns="label").assign(prediction=reference["label"], probability=rng.random(n)))
-    result = sub.evaluate()
-    assert not result.breaches, result.breaches
+    scored = reference.drop(columns="label").assign(prediction=reference["label"], probability=rng.random(n))
+    steady = mart.subscriptions.add(STEADY, reference=reference, label="label", problem_type="binary")
+    steady.monitors.enable("drift", min_records=50)
+    steady.payload.log(scored)
+    result = steady.evaluate()
+    assert not result.breaches and [o.status for o in result.outcomes] == ["ok"], result
+    fresh = mart.subscriptions.add(FRESH, reference=reference, label="label", problem_type="binary")
+    fresh.monitors.enable("drift", min_records=100)
+    fresh.payload.log(scored.head(20))
+    fresh.evaluate()
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +88,7 @@ def story(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         result = quickstart.run(mart, records=RECORDS, workdir=home / "quickstart")
         breached = {(m.monitor, m.feature) for m in result.final.breaches}
         assert ("drift", "bmi") in breached, f"the story's last evaluation did not breach drift on bmi: {breached}"
-        _steady(mart)
+        _small_subscriptions(mart)
         _, writer_key = mart.keys.create(WRITER, "write")
         _, reader_key = mart.keys.create(READER, "read")
         with running_service(database_url, schema, home) as service:
@@ -182,11 +190,12 @@ def test_overview_shows_the_drifted_subscription_breached_and_the_steady_one_ok(
         "Array.from(document.querySelectorAll('table#subscriptions tr[data-subscription]'))"
         ".map(r => r.dataset.subscription)"
     )
-    assert rows == [DRIFTING, STEADY]  # worst first
+    assert rows == [DRIFTING, FRESH, STEADY]  # worst first: breached, no data, ok
     drifting = chips(browser, DRIFTING)
     assert drifting["drift"] == "breached"
     assert drifting["quality"] == "breached" and drifting["fairness"] == "breached"  # the story's other breaches
     assert chips(browser, STEADY) == {"drift": "ok"}
+    assert chips(browser, FRESH) == {"drift": "no_data"}
     sub = story.mart.subscriptions.get(DRIFTING)
     assert int(field(browser, DRIFTING, "traffic").replace(",", "")) == sub.payload.count() == RECORDS
     open_alerts = story.mart.alerts(status="all", subscription=DRIFTING)
@@ -196,8 +205,8 @@ def test_overview_shows_the_drifted_subscription_breached_and_the_steady_one_ok(
     newest = sub.evaluations(limit=1)[0].id
     last = f'tr[data-subscription="{DRIFTING}"] td[data-field="last-evaluation"]'
     assert browser.attribute(last, "data-evaluation-id") == str(newest)
-    steady_newest = story.mart.subscriptions.get(STEADY).evaluations(limit=1)[0].id
-    assert browser.attribute("#latest-evaluation", "data-evaluation-id") == str(max(newest, steady_newest))
+    everyone = [story.mart.subscriptions.get(s).evaluations(limit=1)[0].id for s in (DRIFTING, FRESH, STEADY)]
+    assert browser.attribute("#latest-evaluation", "data-evaluation-id") == str(max(everyone))
     assert browser.attribute("body", "data-poll-ms") == "500" and browser.attribute("body", "data-change-token")
     shot(browser, "overview")
     assert_clean(browser, story)
