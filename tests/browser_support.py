@@ -232,7 +232,8 @@ class Browser:
         if "exceptionDetails" in result:
             details = result["exceptionDetails"]
             text = (details.get("exception") or {}).get("description") or details.get("text", "")
-            raise JsError(f"{expression!r} threw: {text}")
+            short = " ".join(expression.split())
+            raise JsError(f"{short[:100] + ('...' if len(short) > 100 else '')} threw: {text}")
         return result["result"].get("value")
 
     def wait_for(self, condition: str, *, timeout: float = DEADLINE, message: str = "") -> Any:

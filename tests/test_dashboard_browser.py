@@ -103,22 +103,25 @@ def story(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         engine.dispose()
 
 
-def log_in(browser: Browser, story: Story, key: str) -> None:
-    """Open the overview, land on the login form (no session yet), type the key, submit."""
-    browser.navigate(story.page("/"))
+def log_in(browser: Browser, story: Story, key: str, path: str = "/", **query: str) -> None:
+    """Open a page with no session yet, land on the login form, type the key, submit: back on
+    the page asked for."""
+    wanted = story.page(path, **query)
+    browser.navigate(wanted)
     assert urlsplit(browser.url).path == "/dashboard/login", browser.url
-    assert browser.evaluate("document.querySelectorAll('form#login input[name=key]').length") == 1
+    assert browser.count("form#login input[name=key]") == 1
     browser.type("form#login input[name=key]", key)
     with browser.expect_load():
         browser.click("form#login button[type=submit]")
-    assert urlsplit(browser.url).path == "/dashboard/", browser.url
-    assert browser.evaluate("document.querySelector('table#subscriptions') !== null")
+    assert browser.url == wanted
+    assert browser.count("form#login") == 0 and browser.count("main") == 1
 
 
 @pytest.fixture(scope="module")
 def logged_in(story: Story, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
     with Browser(tmp_path_factory.mktemp("chromium") / "profile") as browser:
         log_in(browser, story, story.writer_key)
+        assert browser.count("table#subscriptions") == 1
         yield browser
 
 
@@ -363,9 +366,9 @@ def test_a_new_evaluation_appears_without_a_reload(browser: Browser, story: Stor
 
 def test_a_read_only_key_sees_the_pages_with_the_buttons_disabled(story: Story, tmp_path: Path) -> None:
     with Browser(tmp_path / "profile") as browser:
-        log_in(browser, story, story.reader_key)
-        assert chips(browser, DRIFTING)["drift"] == "breached"
-        browser.navigate(story.page(f"/subscriptions/{DRIFTING}", tab="alerts"))
+        log_in(browser, story, story.reader_key, f"/subscriptions/{DRIFTING}", tab="alerts")  # a deep link
+        assert browser.evaluate("document.querySelector('nav.tabs a.active').dataset.tab") == "alerts"
+        assert browser.attribute('span.chip[data-monitor="drift"]', "data-status") == "breached"
         buttons = browser.evaluate(
             "Array.from(document.querySelectorAll('table#alerts button[data-action]')).map(b => b.disabled)"
         )
