@@ -38,6 +38,7 @@ def page(
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<link rel="icon" href="data:,">'  # else browsers ask for /favicon.ico and log its 404 as an error
         f'<meta name="csrf-token" content="{e(view.csrf)}">'
         f"<title>{e(title)} · openmart</title>"
         f'<link rel="stylesheet" href="{e(view.static("dashboard.css"))}">'
@@ -68,12 +69,14 @@ def range_picker(view: View, hidden: dict[str, str | None]) -> str:
     )
 
 
-def latest(evaluation_id: int | None, at: str) -> str:
-    """``span#latest-evaluation``: the newest evaluation this page reflects."""
-    text = f"latest evaluation #{evaluation_id} · {at}" if evaluation_id is not None else "no evaluation yet"
+def latest(evaluation_id: int | None, at: str, status: str | None = None) -> str:
+    """``span#latest-evaluation``: the newest evaluation this page reflects, and its status (one
+    still running is said to be, since its results are not on the page yet)."""
+    running = " (running)" if status == "running" else ""
+    text = f"latest evaluation #{evaluation_id}{running} · {at}" if evaluation_id is not None else "no evaluation yet"
     return (
-        f'<span id="latest-evaluation" data-evaluation-id="{"" if evaluation_id is None else evaluation_id}">'
-        f"{e(text)}</span>"
+        f'<span id="latest-evaluation" data-evaluation-id="{"" if evaluation_id is None else evaluation_id}"'
+        f' data-evaluation-status="{e(status or "")}">{e(text)}</span>'
     )
 
 
@@ -81,7 +84,8 @@ def login(root: str, next_url: str, message: str | None = None) -> str:
     note = f'<p class="error" role="alert">{e(message)}</p>' if message else ""
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1"><title>log in · openmart</title>'
+        '<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">'
+        "<title>log in · openmart</title>"
         f'<link rel="stylesheet" href="{e(root)}/static/dashboard.css"></head>'
         '<body class="login-page" data-change-token="" data-poll-ms="0"><main>'
         "<h1>openmart</h1><p>Paste an API key (<code>openmart keys create NAME --scope read</code>). "

@@ -92,7 +92,9 @@ def overview(view: View, conn: Connection) -> Rendered:
     head = (
         '<div class="page-head"><h1>Subscriptions</h1>'
         + layout.latest(
-            newest.last_evaluation_id if newest else None, when(newest.last_evaluation_at) if newest else ""
+            newest.last_evaluation_id if newest else None,
+            when(newest.last_evaluation_at) if newest else "",
+            newest.last_evaluation_status if newest else None,
         )
         + layout.range_picker(view, {})
         + "</div>"
@@ -145,7 +147,7 @@ def subscription(
     )
     head = (
         f'<div class="page-head"><h1>{e(sub.name)}</h1>'
-        + layout.latest(sub.last_evaluation_id, when(sub.last_evaluation_at))
+        + layout.latest(sub.last_evaluation_id, when(sub.last_evaluation_at), sub.last_evaluation_status)
         + layout.range_picker(view, {"tab": tab, "feature": feature})
         + "</div>"
         + f'<div class="sub-meta"><span class="chips">{chips(view, sub)}</span>'
