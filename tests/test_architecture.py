@@ -36,6 +36,7 @@ LAYERS: dict[str, int] = {
     "openmart.explain": 3,
     "openmart.capture": 3,
     "openmart.alerting": 3,
+    "openmart.slices": 3,
     "openmart.api": 4,
     "openmart.report": 5,
     "openmart.quickstart": 5,

@@ -47,10 +47,12 @@ if TYPE_CHECKING:
     from openmart.mart.alert_deliveries import DeliveryRecord
     from openmart.mart.alerts import AlertRecord
     from openmart.mart.evaluations import EvaluationRecord
+    from openmart.mart.windows import Window
     from openmart.monitors.performance import Performance
     from openmart.monitors.schedule import MonitorSchedule
     from openmart.providers.base import Provider
     from openmart.scoring.capture import PayloadCapture
+    from openmart.slices import RootCause, SliceResult
 
 
 def connect(
@@ -635,6 +637,98 @@ class Subscription(RecordFields):
         return explain(
             self.context, str(scoring_id), method=arguments.choice(method, "method", ("shap", "lime")), refresh=refresh
         )
+
+    # -- slices and root cause (docs/slices.md) ---------------------------------------------------
+    def slices(
+        self,
+        *,
+        metric: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        last: int | None = None,
+        min_support: float = 0.01,
+        min_records: int = 30,
+        top: int = 10,
+        alpha: float = 0.05,
+        bins: int = 10,
+        expressions: Sequence[str] = (),
+        pairs: bool = False,
+        features: Sequence[str] | None = None,
+        baseline: str | None = None,
+        baseline_since: datetime | str | None = None,
+        baseline_until: datetime | str | None = None,
+    ) -> SliceResult:
+        """Quality by slice over the window's labelled records, and the slices that cost the most,
+        ranked by impact (``.frame``; every slice tested in ``.tested``; ``expressions`` such as
+        ``"age > 50 and sex == 'F'"`` in ``.expressions``). Slices worse than the rest; with
+        ``baseline="reference"`` or ``baseline_since``/``baseline_until``, slices whose metric
+        dropped from the baseline."""
+        from openmart.slices.service import slices
+
+        window, base = self._slice_windows(since, until, last, baseline, baseline_since, baseline_until)
+        with self._mart.engine.connect() as conn:
+            return slices(
+                self.context,
+                conn,
+                window,
+                metric=metric,
+                min_share=arguments.number(min_support, "min_support", minimum=0.0, maximum=1.0),
+                min_records=arguments.integer(min_records, "min_records", minimum=2),
+                top=arguments.integer(top, "top", minimum=1),
+                alpha=arguments.number(alpha, "alpha", minimum=0.0, maximum=1.0, exclusive_minimum=True),
+                bins=arguments.integer(bins, "bins", minimum=2, maximum=100),
+                expressions=[expressions] if isinstance(expressions, str) else list(expressions),
+                pairs=bool(pairs),
+                features=features,
+                baseline=base,
+            )
+
+    def root_cause(
+        self,
+        *,
+        metric: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        last: int | None = None,
+        baseline: str | None = None,
+        baseline_since: datetime | str | None = None,
+        baseline_until: datetime | str | None = None,
+        bins: int = 10,
+        features: Sequence[str] | None = None,
+    ) -> RootCause:
+        """The features whose drift best explains the metric's change from the baseline (the
+        reference when it holds predictions; else give ``baseline_since``/``baseline_until``),
+        ranked (``.frame``)."""
+        from openmart.slices.service import root_cause
+
+        window, base = self._slice_windows(since, until, last, baseline, baseline_since, baseline_until)
+        with self._mart.engine.connect() as conn:
+            return root_cause(
+                self.context,
+                conn,
+                window,
+                baseline=base or "reference",
+                metric=metric,
+                bins=arguments.integer(bins, "bins", minimum=2, maximum=100),
+                features=features,
+            )
+
+    @staticmethod
+    def _slice_windows(
+        since: Any, until: Any, last: Any, baseline: str | None, baseline_since: Any, baseline_until: Any
+    ) -> tuple[Window, Window | str | None]:
+        from openmart.mart.windows import Window
+
+        start, end = arguments.time_window(since, until)
+        window = Window(start, end, arguments.optional_integer(last, "last", minimum=1))
+        if baseline_since is not None or baseline_until is not None:
+            b_start, b_end = arguments.time_window(
+                baseline_since, baseline_until, since_name="baseline_since", until_name="baseline_until"
+            )
+            return window, Window(b_start, b_end)
+        if baseline is not None:
+            return window, arguments.choice(baseline, "baseline", ("reference",))
+        return window, None
 
     def evaluation(self, evaluation_id: int) -> EvaluationRecord:
         """One of this subscription's evaluations (NotFound for another subscription's)."""

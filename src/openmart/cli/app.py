@@ -17,6 +17,7 @@ from openmart.cli import (
     scoring,
     secrets,
     serve,
+    slices,
     story,
     subscribe,
 )
@@ -77,6 +78,8 @@ app.add_typer(capture.app, name="capture")
 app.command("serve")(serve.serve)
 app.add_typer(keys.app, name="keys")
 app.command("performance")(performance.performance)
+app.command("slices")(slices.slices)
+app.command("root-cause")(slices.root_cause)
 
 
 def main() -> None:
