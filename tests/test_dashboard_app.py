@@ -351,7 +351,7 @@ def test_mounted_at_monitoring_in_a_models_app(populated: openmart.Mart) -> None
         assert links and all(link.startswith("/monitoring/") for link in links), links
         assert 'data-changes-url="/monitoring/changes"' in page and 'data-api="/monitoring/api/v1"' in page
         sub_page = client.get("/monitoring/subscriptions/drifting?tab=drift").text
-        links = re.findall(r'(?:href|src|action)="([^"]+)"', sub_page)
+        links = [x for x in re.findall(r'(?:href|src|action)="([^"]+)"', sub_page) if x != "data:,"]
         assert all(link.startswith("/monitoring/") for link in links), links
         assert client.get("/monitoring/static/dashboard.js").status_code == 200
         assert client.get("/monitoring/changes?subscription=drifting").status_code == 200
