@@ -102,7 +102,15 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("explainability", {"thresholds": ["attribution_ndcg=1.2"]}, "attribution_ndcg must be [0, 1]"),
     ("explainability", {"thresholds": [{"metric": "attribution_ndcg"}]}, "give metric and value"),
     ("explainability", {"thresholds": ["ndcg=0.5"]}, "unknown metric 'ndcg' (known: attribution_ndcg)"),
-    ("nosuch", {}, "unknown monitor kind 'nosuch' (known: drift, explainability, fairness, performance, quality"),
+    ("data_quality", {"completeness_threshold": 2}, "'completeness_threshold' must be a number in [0, 1]; got 2"),
+    ("data_quality", {"constraints": ["x"]}, "option 'constraints' must be a mapping"),
+    ("data_quality", {"constraints": {"features": [{"name": "ghost"}]}}, "features[0].name: 'ghost' is not a column"),
+    ("data_quality", {"thresholds": ["violations=-1"]}, "violations must be >= 0"),
+    (
+        "nosuch",
+        {},
+        "unknown monitor kind 'nosuch' (known: data_quality, drift, explainability, fairness, performance, quality",
+    ),
 ]
 
 

@@ -463,9 +463,11 @@ class Subscription(RecordFields):
         self.feedback = FeedbackRecords(self, RecordKind.FEEDBACK)
         self.reference = ReferenceRecords(self, RecordKind.REFERENCE)
         self._capture: PayloadCapture | None = None
+        from openmart.monitors.constraints import Constraints
         from openmart.monitors.store import Monitors
 
         self.monitors = Monitors(self)
+        self.constraints = Constraints(self)  # data-quality baseline and violations (docs/data-quality.md)
         self.channels = AlertChannels(self)
 
     @property

@@ -8,6 +8,7 @@ from openmart.cli import (
     alerting,
     bind,
     capture,
+    constraints,
     db,
     explain,
     keys,
@@ -80,6 +81,7 @@ app.add_typer(keys.app, name="keys")
 app.command("performance")(performance.performance)
 app.command("slices")(slices.slices)
 app.command("root-cause")(slices.root_cause)
+app.add_typer(constraints.app, name="constraints")
 
 
 def main() -> None:

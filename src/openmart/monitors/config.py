@@ -21,7 +21,8 @@ class MonitorKind:
     DRIFT: Final = "drift"
     EXPLAINABILITY: Final = "explainability"
     PERFORMANCE: Final = "performance"
-    BUILT_IN: Final = (QUALITY, FAIRNESS, DRIFT, EXPLAINABILITY, PERFORMANCE)
+    DATA_QUALITY: Final = "data_quality"
+    BUILT_IN: Final = (QUALITY, FAIRNESS, DRIFT, EXPLAINABILITY, PERFORMANCE, DATA_QUALITY)
 
 
 class ThresholdType(StrEnum):

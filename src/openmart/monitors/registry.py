@@ -29,6 +29,7 @@ _skipped: dict[str, str] = {}
 
 def _built_in() -> dict[str, Monitor]:
     """Always there, even where the package's entry points are not installed (a source tree)."""
+    from openmart.monitors.data_quality import DataQualityMonitor
     from openmart.monitors.drift import DriftMonitor
     from openmart.monitors.explainability import ExplainabilityMonitor
     from openmart.monitors.fairness import FairnessMonitor
@@ -41,6 +42,7 @@ def _built_in() -> dict[str, Monitor]:
         MonitorKind.DRIFT: DriftMonitor(),
         MonitorKind.EXPLAINABILITY: ExplainabilityMonitor(),
         MonitorKind.PERFORMANCE: PerformanceMonitor(),
+        MonitorKind.DATA_QUALITY: DataQualityMonitor(),
     }
 
 
