@@ -342,3 +342,20 @@ def test_cli_suggest_load_and_violations(cli: Any, mart: openmart.Mart, ref: pd.
     assert "categorical_values_check" in table and "colour" in table
     evaluation = sub.constraints.latest_evaluation()
     assert json.loads(cli("constraints", "violations", "dq", "--evaluation", str(evaluation), "--json").stdout) == shown
+
+
+def test_the_report_lists_the_latest_violations(sub: openmart.Subscription, ref: pd.DataFrame, tmp_path: Path) -> None:
+    from openmart.report import write_report
+
+    assert "Data quality" not in write_report(sub, tmp_path / "none.html").read_text()  # not enabled: no section
+    sub.monitors.enable("data_quality")
+    assert "not evaluated yet" in write_report(sub, tmp_path / "enabled.html").read_text()
+    cur, _ = _planted(ref)
+    sub.payload.log(cur)
+    evaluation = sub.evaluate().evaluation_id
+    text = write_report(sub, tmp_path / "report.html").read_text()
+    section = text[text.index("Data quality: constraint violations") :]
+    assert f"evaluation {evaluation}: 4 violation(s)" in section
+    for check in ("completeness_check", "data_type_check", "openmart_range_check", "categorical_values_check"):
+        assert check in section
+    assert "&#x27;purple&#x27; x16" in section  # escaped, as every value the report shows

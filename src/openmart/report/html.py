@@ -212,6 +212,23 @@ def _explanations(sub: Subscription) -> str:
     return f'<div class="grid">{"".join(out)}</div>'
 
 
+def _data_quality(sub: Subscription) -> str:
+    """The latest data-quality evaluation's constraint violations; nothing when the monitor is
+    not enabled (docs/data-quality.md)."""
+    from openmart.errors import NotFound
+
+    if not any(c.kind == "data_quality" and c.enabled for c in sub.monitors.configs()):
+        return ""
+    head = "<h2>Data quality: constraint violations</h2>"
+    try:
+        evaluation = sub.constraints.latest_evaluation()
+    except NotFound:
+        return f'{head}<p class="empty">not evaluated yet</p>'
+    found = sub.constraints.violations(evaluation)["violations"]
+    note = f"<p>evaluation {evaluation}: {len(found)} violation(s)</p>"
+    return head + note + (_table(found, ["feature_name", "constraint_check_type", "description"]) if found else "")
+
+
 def render(sub: Subscription) -> str:
     history = sub.measurements()
     latest = _latest(history)
@@ -251,6 +268,7 @@ def render(sub: Subscription) -> str:
 <h2>Quality</h2>{_quality(latest)}
 <h2>Fairness</h2>{_fairness(latest)}
 <h2>Drift: reference against current</h2>{_drift(latest)}
+{_data_quality(sub)}
 <h2>Performance: throughput, latency, errors</h2>{performance.section(sub)}
 <h2>Explanations</h2>{_explanations(sub)}
 </body></html>
