@@ -225,3 +225,14 @@ def test_histories_are_read_by_time_range_and_the_token_moves(mart: openmart.Mar
     histogram = next(d for d in details if d.feature == "a").details
     assert histogram is not None and histogram.get("histogram")
     assert [e["id"] for e in evaluations] == [second.evaluation_id, first.evaluation_id]
+
+
+def test_new_payload_moves_the_overviews_token_not_a_subscriptions(mart: openmart.Mart) -> None:
+    sub = _subscription(mart)
+    sub.payload.log(_payload(_frame(10, seed=12)))
+    with mart.engine.connect() as conn:
+        overview, page = dashboard.change_token(conn), dashboard.change_token(conn, sub.id)
+    sub.payload.log(_payload(_frame(5, seed=13)))
+    with mart.engine.connect() as conn:
+        assert dashboard.change_token(conn) != overview  # the overview's traffic column changed
+        assert dashboard.change_token(conn, sub.id) == page  # nothing on the subscription's page did

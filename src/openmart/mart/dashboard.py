@@ -327,21 +327,22 @@ def evaluations(
 
 def change_token(conn: Connection, subscription_id: int | None = None) -> str:
     """Changes whenever an evaluation starts or ends, a measurement is stored, an alert opens,
-    changes state or is seen again, or a delivery changes (one indexed query)."""
+    changes state or is seen again, or a delivery changes; the overview's (no subscription) also
+    when payload records arrive (one indexed query)."""
     where = "" if subscription_id is None else " WHERE subscription_id = :sid"
+    also = "" if subscription_id is None else " AND subscription_id = :sid"
+    parts = [
+        f"(SELECT max(id) FROM evaluations{where})",
+        f"(SELECT count(*) FROM evaluations WHERE status = 'running'{also})",
+        f"(SELECT max(id) FROM measurements{where})",
+        f"(SELECT max(greatest(last_seen_at, acknowledged_at, resolved_at)) FROM alerts{where})",
+        f"(SELECT count(*) FROM alerts WHERE status <> 'resolved'{also})",
+        "(SELECT max(coalesce(sent_at, next_attempt_at)) FROM alert_deliveries)",
+    ]
+    if subscription_id is None:  # the overview shows the last day's traffic (a few rows of traffic)
+        parts.append("(SELECT sum(records) FROM traffic WHERE hour > now() - interval '25 hours')")
     row = conn.execute(
-        sa.text(
-            f"SELECT (SELECT max(id) FROM evaluations{where}),"
-            f" (SELECT count(*) FROM evaluations WHERE status = 'running'"
-            f"{'' if subscription_id is None else ' AND subscription_id = :sid'}),"
-            f" (SELECT max(id) FROM measurements{where}),"
-            " (SELECT max(greatest(last_seen_at, acknowledged_at, resolved_at)) FROM alerts"
-            f"{where}),"
-            " (SELECT count(*) FROM alerts WHERE status <> 'resolved'"
-            f"{'' if subscription_id is None else ' AND subscription_id = :sid'}),"
-            " (SELECT max(coalesce(sent_at, next_attempt_at)) FROM alert_deliveries)"
-        ),
-        {} if subscription_id is None else {"sid": subscription_id},
+        sa.text("SELECT " + ", ".join(parts)), {} if subscription_id is None else {"sid": subscription_id}
     ).one()
     return "-".join("" if v is None else (v.isoformat() if isinstance(v, datetime) else str(v)) for v in row)
 
