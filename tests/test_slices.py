@@ -302,3 +302,11 @@ def test_cli_slices_and_root_cause(mart: openmart.Mart, cli) -> None:  # type: i
     rc = json.loads(cli("root-cause", "people", "--json").stdout)
     assert rc["metric"] == "accuracy" and len(rc["features"]) == 4
     assert "explained" in cli("root-cause", "people").stdout
+
+
+def test_report_has_a_slices_section(broken) -> None:
+    from openmart.report import slices as report_slices
+
+    section = report_slices.section(broken)
+    assert "region == &#x27;north&#x27;" in section and "<svg" in section
+    assert "significant after Benjamini" in section

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from openmart.report import charts, performance
+from openmart.report import charts, performance, slices
 
 if TYPE_CHECKING:
     from openmart.api import Subscription
@@ -270,6 +270,7 @@ def render(sub: Subscription) -> str:
 <h2>Drift: reference against current</h2>{_drift(latest)}
 {_data_quality(sub)}
 <h2>Performance: throughput, latency, errors</h2>{performance.section(sub)}
+<h2>Slices: where quality is worst</h2>{slices.section(sub)}
 <h2>Explanations</h2>{_explanations(sub)}
 </body></html>
 """

@@ -14,9 +14,10 @@ the baseline never saw (a new category) is given the baseline's overall metric: 
 change stays unexplained. Beside each feature, its drift between the baseline's and the current
 bin frequencies: PSI and the Jensen–Shannon distance (base 2).
 
-This is the reweighting idea behind NannyML's confidence-based and importance-weighting
-performance estimation, and Arize's "performance impact" of a feature's drift, reduced to the
-marginal distribution of one feature; see docs/slices.md for its limits.
+This is importance weighting for covariate shift (Shimodaira 2000, "Improving predictive
+inference under covariate shift by weighting the log-likelihood function"), with density ratios
+estimated per bin of one feature — the marginal version of what NannyML describes as linking
+drift alerts back to changes in model performance; see docs/slices.md for its limits.
 """
 
 from __future__ import annotations
