@@ -3,8 +3,9 @@ write (``3600``, ``"90s"``, ``"15m"``, ``"1h"``, ``"3h"``, ``"1d"``, ``"1h30m"``
 ``"off"``).
 
 Defaults follow OpenScale: quality and fairness hourly, drift every three hours; performance
-hourly. Explainability is not scheduled by default: each run explains records through the
-deployment, which costs scoring calls (give it a period to schedule it). A plug-in monitor is
+hourly; data quality hourly over the last hour (SageMaker Model Monitor's hourly schedule).
+Explainability is not scheduled by default: each run explains records through the deployment,
+which costs scoring calls (give it a period to schedule it). A plug-in monitor is
 not scheduled unless it sets ``default_schedule_seconds`` or is given a period.
 """
 
@@ -19,7 +20,13 @@ from openmart.errors import ValidationError
 from openmart.monitors import registry
 
 HOUR: Final = 3600
-DEFAULT_SECONDS: dict[str, int] = {"quality": HOUR, "fairness": HOUR, "drift": 3 * HOUR, "performance": HOUR}
+DEFAULT_SECONDS: dict[str, int] = {
+    "quality": HOUR,
+    "fairness": HOUR,
+    "drift": 3 * HOUR,
+    "performance": HOUR,
+    "data_quality": HOUR,
+}
 
 #: what a scheduled run of each kind looks at: "period", the records of the period(s) it runs
 #: for (drift as OpenScale's drift: the last 3 hours; performance: throughput per hour), or
@@ -28,7 +35,7 @@ DEFAULT_SECONDS: dict[str, int] = {"quality": HOUR, "fairness": HOUR, "drift": 3
 #: ``scheduled_window``; the default is "history".
 PERIOD = "period"
 HISTORY = "history"
-SCHEDULED_WINDOW: dict[str, str] = {"drift": PERIOD, "performance": PERIOD}
+SCHEDULED_WINDOW: dict[str, str] = {"drift": PERIOD, "performance": PERIOD, "data_quality": PERIOD}
 
 DEFAULT: Final = "default"
 OFF: Final = "off"
