@@ -392,7 +392,7 @@ def test_drift_order_is_worst_first_for_p_values_and_distances() -> None:
     now = datetime.now(UTC)
 
     def m(feature: str, value: float, threshold: float, kind: str, breached: bool) -> MeasurementDetail:
-        return MeasurementDetail(1, 1, now, "drift", "m", feature, None, value, threshold, kind, breached, None)
+        return MeasurementDetail(1, now, "m", feature, None, value, threshold, kind, breached, 1, "drift", None)
 
     features = [
         m("calm-distance", 0.05, 0.2, "upper_limit", False),

@@ -91,19 +91,15 @@ class MeasurementPoint:
 
 
 @dataclass(frozen=True)
-class MeasurementDetail:
+class MeasurementDetail(MeasurementPoint):
+    """A measurement with what its charts need (histograms, confusion matrix, group rates)."""
+
     id: int
-    evaluation_id: int
-    measured_at: datetime
     monitor: str
-    metric: str
-    feature: str | None
-    group: str | None
-    value: float | None
-    threshold: float | None
-    threshold_type: str | None
-    breached: bool
     details: dict[str, Any] | None
+
+
+_POINT = 'evaluation_id, measured_at, metric, feature, "group", value, threshold, threshold_type, breached'
 
 
 def _rows(conn: Connection, sql: str, **params: Any) -> Sequence[sa.Row[Any]]:
@@ -221,25 +217,11 @@ def measurement_history(
         where += " AND feature = :feature"
         params["feature"] = feature
     sql = (
-        'SELECT * FROM (SELECT evaluation_id, measured_at, metric, feature, "group", value, threshold, '
-        "threshold_type, breached, id FROM measurements WHERE subscription_id = :sid AND monitor = :monitor"
-        f"{where} ORDER BY measured_at DESC, id DESC LIMIT :limit) m ORDER BY measured_at, id"
+        f"SELECT {_POINT} FROM (SELECT {_POINT}, id FROM measurements WHERE subscription_id = :sid "
+        f"AND monitor = :monitor{where} ORDER BY measured_at DESC, id DESC LIMIT :limit) m ORDER BY measured_at, id"
     )
     rows = _rows(conn, sql, sid=subscription_id, monitor=monitor, limit=int(limit), **params)
-    return [
-        MeasurementPoint(
-            int(r.evaluation_id),
-            r.measured_at,
-            str(r.metric),
-            r.feature,
-            r.group,
-            r.value,
-            r.threshold,
-            r.threshold_type,
-            bool(r.breached),
-        )
-        for r in rows
-    ]
+    return [MeasurementPoint(**r._mapping) for r in rows]
 
 
 def latest_details(
@@ -264,29 +246,12 @@ def latest_details(
         return []
     rows = _rows(
         conn,
-        'SELECT id, evaluation_id, measured_at, monitor, metric, feature, "group", value, threshold, '
-        "threshold_type, breached, details FROM measurements WHERE evaluation_id = :eid AND monitor = :monitor "
+        f"SELECT {_POINT}, id, monitor, details FROM measurements WHERE evaluation_id = :eid AND monitor = :monitor "
         "ORDER BY id",
         eid=int(latest),
         monitor=monitor,
     )
-    return [
-        MeasurementDetail(
-            int(r.id),
-            int(r.evaluation_id),
-            r.measured_at,
-            str(r.monitor),
-            str(r.metric),
-            r.feature,
-            r.group,
-            r.value,
-            r.threshold,
-            r.threshold_type,
-            bool(r.breached),
-            r.details,
-        )
-        for r in rows
-    ]
+    return [MeasurementDetail(**r._mapping) for r in rows]
 
 
 def traffic(
