@@ -29,12 +29,15 @@ from openmart.mart import api_keys, migrate, record_store
 from openmart.mart import bindings as bindings_table
 from openmart.mart import explanations as explanations_table
 from openmart.mart import subscriptions as subscriptions_table
+from openmart.mart import versions as versions_table
 from openmart.mart.engine import DEFAULT_SCHEMA, Location, create_engine, resolve
 from openmart.mart.identifiers import validate_name
 from openmart.mart.readonly import run_read_only
 from openmart.mart.record_store import OnDuplicate
-from openmart.mart.records import RecordKind, to_frame
+from openmart.mart.records import Environment, RecordKind, to_frame
+from openmart.mart.records import environment as records_environment
 from openmart.mart.subscriptions import SubscriptionRecord
+from openmart.mart.versions import check_version
 from openmart.providers import registry
 from openmart.schema import ProblemType, SubscriptionSchema, infer_schema
 
@@ -396,6 +399,7 @@ class Subscriptions:
                 record_store.replace_reference(
                     conn, record, frame, partial(reference_profile, schema), allow_extra_columns=True
                 )
+                record = subscriptions_table.by_id(conn, record.id)  # with its reference version
         return Subscription(self._mart, record)
 
     def get(self, name: str) -> Subscription:
@@ -436,18 +440,9 @@ class Subscriptions:
 
 def reference_profile(schema: SubscriptionSchema, frame: pd.DataFrame) -> dict[str, Any]:
     """The reference's statistics, computed once when it is stored (drift compares with them)."""
-    from openmart.monitors.profile import profile_frame
+    from openmart.monitors.profile import set_profile
 
-    kinds = {c.name: str(c.kind) for c in schema.input_columns}
-    outputs = frame.copy()
-    # output drift compares predictions with the reference's predictions, or its labels
-    predicted = schema.prediction in frame.columns and frame[schema.prediction].notna().any()
-    source = schema.prediction if predicted else schema.label
-    outputs["__output__"] = frame[source]
-    kinds["__output__"] = "numeric" if schema.problem_type is ProblemType.REGRESSION else "categorical"
-    profile = profile_frame(outputs, kinds)
-    profile["output_source"] = source
-    return profile
+    return set_profile(schema, frame)
 
 
 class Subscription(RecordFields):
@@ -462,6 +457,7 @@ class Subscription(RecordFields):
         self.payload = PayloadRecords(self, RecordKind.PAYLOAD)
         self.feedback = FeedbackRecords(self, RecordKind.FEEDBACK)
         self.reference = ReferenceRecords(self, RecordKind.REFERENCE)
+        self.versions = Versions(self)
         self._capture: PayloadCapture | None = None
         from openmart.monitors.constraints import Constraints
         from openmart.monitors.store import Monitors
@@ -473,6 +469,19 @@ class Subscription(RecordFields):
     @property
     def mart(self) -> Mart:
         return self._mart
+
+    def reload(self) -> Subscription:
+        """Read the subscription's record again (its current version and reference move when
+        a version starts or a training set is loaded); returns itself."""
+        with self._mart.engine.connect() as conn:
+            self.record = subscriptions_table.by_id(conn, self.id)
+        self.context = self.context.with_record(self.record)
+        return self
+
+    @property
+    def reference_version(self) -> str | None:
+        """The version whose training set is THE reference (drift's default baseline)."""
+        return self.record.reference_version
 
     def __repr__(self) -> str:
         return f"<Subscription {self.name!r} ({self.schema.problem_type}, binding={self.binding!r})>"
@@ -990,28 +999,121 @@ class FeedbackRecords(RecordStore):
         return self._log(data, on_duplicate, allow_extra_columns)[1]
 
 
+class Versions:
+    """The subscription's model versions (``sub.versions``): records carry their version (their
+    ``asset_revision``); records written without one belong to the current version."""
+
+    def __init__(self, sub: Subscription) -> None:
+        self._sub = sub
+
+    def list(self) -> list[versions_table.ModelVersion]:
+        with self._sub.mart.engine.connect() as conn:
+            return versions_table.list_for(conn, self._sub.id)
+
+    @property
+    def current(self) -> str | None:
+        with self._sub.mart.engine.connect() as conn:
+            return versions_table.current_version(conn, self._sub.id)
+
+    def start(self, version: str, *, note: str | None = None) -> bool:
+        """``version`` becomes the current version: records written from now on without a
+        version of their own (captured, scored, logged) belong to it, a new production set.
+        True when the version is new to the mart."""
+        with self._sub.mart.engine.begin() as conn:
+            subscriptions_table.lock(conn, self._sub.id)
+            new = versions_table.start(conn, self._sub.id, version, note=note)
+        self._sub.reload()
+        return new
+
+
 class ReferenceRecords(RecordStore):
-    def load(self, data: Any, *, replace: bool = True, allow_extra_columns: bool = False) -> int:
-        """Store the reference (training/baseline) data and its statistics (kept in
-        ``subscriptions.reference_profile`` for drift), in one transaction: replacing what was
-        there (``replace=False``: adding to it), or, on a refused row, leaving it as it was."""
+    """The labelled sets: every model version's training and validation records. THE reference
+    (the default baseline of drift, data quality and explanations) is the training set of the
+    reference version (``Subscription.reference_version``)."""
+
+    def load(
+        self,
+        data: Any,
+        *,
+        replace: bool = True,
+        allow_extra_columns: bool = False,
+        environment: str = "training",
+        version: str | None = None,
+    ) -> int:
+        """Store a labelled set (``environment`` training or validation, of model ``version``,
+        default the current version), in one transaction: replacing that set (``replace=False``:
+        adding to it), or, on a refused row, leaving it as it was. A training set of the current
+        version (or the first one loaded) becomes THE reference, its statistics kept in
+        ``subscriptions.reference_profile`` for drift."""
         sub = self._sub
         frame = to_frame(data, sub.schema)
+        env = records_environment(environment)
+        rows = self._load(frame, replace, allow_extra_columns, env, version)
+        sub.reload()
+        return rows
+
+    def _load(
+        self, frame: pd.DataFrame, replace: bool, allow_extra_columns: bool, env: Environment, version: str | None
+    ) -> int:
+        sub = self._sub
+        profile_of = partial(reference_profile, sub.schema)
         with sub.mart.engine.begin() as conn:
             if replace:
-                return record_store.replace_reference(
+                return record_store.replace_set(
                     conn,
                     sub.record,
                     frame,
-                    partial(reference_profile, sub.schema),
+                    profile_of,
+                    environment=env,
+                    version=version,
                     allow_extra_columns=allow_extra_columns,
                 )
+            subscriptions_table.lock(conn, sub.id)
+            fresh = subscriptions_table.by_id(conn, sub.id)
+            target = (env, fresh.asset_revision if version is None else check_version(version))
             _, rows = record_store.log_batches(
-                conn, sub.record, self.kind, [frame], allow_extra_columns=allow_extra_columns
+                conn, fresh, self.kind, [frame], allow_extra_columns=allow_extra_columns, labelled_set=target
             )
-            whole = record_store.read(conn, sub.record, self.kind)
-            subscriptions_table.set_reference_profile(conn, sub.id, reference_profile(sub.schema, whole))
+            if target == (Environment.TRAINING, fresh.reference_version) or fresh.reference_version is None:
+                whole = record_store.read(conn, fresh, self.kind, labelled_set=target)
+                subscriptions_table.set_reference_profile(conn, sub.id, profile_of(whole), version=target[1])
             return rows
+
+    def count(self) -> int:
+        """THE reference's records (:meth:`sets` counts every labelled set)."""
+        with self._sub.mart.engine.connect() as conn:
+            fresh = subscriptions_table.by_id(conn, self._sub.id)
+            return record_store.count_set(conn, fresh, record_store.reference_set(fresh))
+
+    def use(self, version: str) -> int:
+        """The training set of ``version`` becomes THE reference (its statistics recomputed); its rows."""
+        with self._sub.mart.engine.begin() as conn:
+            rows = record_store.use_reference(
+                conn, self._sub.record, version, partial(reference_profile, self._sub.schema)
+            )
+        self._sub.reload()
+        return rows
+
+    def sets(self) -> pd.DataFrame:
+        """The labelled sets stored: environment, version, records, and which one is THE reference."""
+        with self._sub.mart.engine.connect() as conn:
+            rows = record_store.labelled_sets(conn, self._sub.record)
+            ref = subscriptions_table.by_id(conn, self._sub.id).reference_version
+        return pd.DataFrame(
+            [
+                {"environment": e, "version": v, "records": n, "reference": e == "training" and v == ref}
+                for e, v, n in rows
+            ],
+            columns=["environment", "version", "records", "reference"],
+        )
+
+    def read_set(self, environment: str = "training", version: str | None = None, **kwargs: Any) -> pd.DataFrame:
+        """One labelled set's records (default: the current version's training set)."""
+        env = records_environment(environment)
+        with self._sub.mart.engine.connect() as conn:
+            fresh = subscriptions_table.by_id(conn, self._sub.id)
+            target = (env, fresh.asset_revision if version is None else check_version(version))
+            return record_store.read(conn, fresh, self.kind, labelled_set=target, **kwargs)
 
     def profile(self) -> dict[str, Any] | None:
         with self._sub.mart.engine.connect() as conn:

@@ -66,7 +66,7 @@ from sqlalchemy.engine import Connection
 from openmart.context import SubscriptionContext
 from openmart.errors import EvaluationBusy, EvaluationFailed, ValidationError
 from openmart.evaluation.results import EvaluationResult, Measurement, MonitorOutcome
-from openmart.mart import alerts, evaluations
+from openmart.mart import alerts, evaluations, subscriptions
 from openmart.mart import feedback as feedback_table
 from openmart.mart.alerts import AlertChanges, AlertKey, Breach
 from openmart.mart.evaluations import EvaluationRecord
@@ -96,6 +96,8 @@ def evaluate(
     flush: Callable[[], object] | None = None,
     wait: bool = True,
     on_started: Callable[[int], object] | None = None,
+    window: Window | None = None,
+    kind: str = "monitoring",
 ) -> EvaluationResult:
     """Evaluate the subscription's enabled monitors (``kinds``: only these) over the window.
 
@@ -103,10 +105,15 @@ def evaluate(
     ``progress`` hears each monitor's kind as it starts, and a line when the evaluation waits
     for another one of the same subscription (``wait=False``: refuse instead). ``on_started``
     hears the evaluation's id once its ``running`` row is committed (the REST API answers with
-    it while the evaluation runs); what it raises fails the evaluation like any other error."""
+    it while the evaluation runs); what it raises fails the evaluation like any other error.
+
+    ``window``: any record set (an environment, a model version, a baseline other than the
+    reference) instead of ``since``/``until``/``last``. A ``comparison`` stores its
+    measurements and opens, updates and resolves no alert: alerts follow the monitored stream."""
     if flush is not None:
         flush()
-    window = Window(since=since, until=until, last=last)
+    if window is None:
+        window = Window(since=since, until=until, last=last)
     wanted = None if kinds is None else {str(k) for k in kinds}
     configs = [c for c in _configs(ctx) if c.enabled and (wanted is None or str(c.kind) in wanted)]
     with ctx.engine.connect() as lock_conn:
@@ -116,10 +123,20 @@ def evaluate(
         try:
             with lock_conn.begin():
                 swept = evaluations.sweep_abandoned(lock_conn, ctx.id)
-                evaluation_id = evaluations.start(lock_conn, ctx.id, window_start=since, window_end=until)
+                # the subscription as of now: its reference and current version may have moved
+                ctx = ctx.with_record(subscriptions.by_id(lock_conn, ctx.id))
+                evaluation_id = evaluations.start(
+                    lock_conn,
+                    ctx.id,
+                    window_start=window.since,
+                    window_end=window.until,
+                    kind=kind,
+                    target=_set_dict(window),
+                    baseline=_set_dict(window.baseline) if window.baseline is not None else None,
+                )
             if swept:
                 log.warning("subscription %r: evaluations %s were abandoned by their process", ctx.name, swept)
-            return _run(ctx, lock_conn, evaluation_id, window, configs, progress, workers, on_started)
+            return _run(ctx, lock_conn, evaluation_id, window, configs, progress, workers, on_started, kind)
         finally:
             _release(lock_conn, key)
 
@@ -197,6 +214,7 @@ def _run(
     progress: Progress | None,
     workers: int,
     on_started: Callable[[int], object] | None = None,
+    kind: str = "monitoring",
 ) -> EvaluationResult:
     started = time.perf_counter()
     outcomes: list[MonitorOutcome] = []
@@ -210,7 +228,7 @@ def _run(
         scored, scoring_calls = _score_feedback(ctx, conn, configs, progress)
         if scored:  # the monitors must see the fresh predictions: on this connection, in this transaction
             step = "running monitors"
-            records = evaluations.count_window(conn, ctx.payload_table, window)
+            records = evaluations.count_window(conn, ctx, window)
             outcomes = [_in_savepoint(ctx, conn, c, window, progress) for c in configs]
         else:
             txn.rollback()  # nothing written: no transaction stays open while the monitors run
@@ -221,7 +239,7 @@ def _run(
         if failed:
             raise _MonitorFailed(failed[0])
         step = "storing results"
-        changes = _store(ctx, conn, evaluation_id, outcomes)
+        changes = _store(ctx, conn, evaluation_id, outcomes, alerting=kind == "monitoring")
         summary = _summary(outcomes, scored, scoring_calls, time.perf_counter() - started)
         evaluations.finish(conn, evaluation_id, summary=summary, records=records, scored_feedback=scored)
         step = "committing"
@@ -320,12 +338,27 @@ def _summary(outcomes: list[MonitorOutcome], scored: int, calls: int, elapsed: f
     return summary
 
 
+def _set_dict(window: Window) -> dict[str, Any]:
+    """A record set as stored with its evaluation: environment, version and its bounds."""
+    return {k: v for k, v in window.to_dict().items() if k != "baseline"} | {
+        "environment": window.environment,
+        "version": window.version,
+    }
+
+
 def _store(
-    ctx: SubscriptionContext, conn: Connection, evaluation_id: int, outcomes: list[MonitorOutcome]
+    ctx: SubscriptionContext,
+    conn: Connection,
+    evaluation_id: int,
+    outcomes: list[MonitorOutcome],
+    *,
+    alerting: bool = True,
 ) -> AlertChanges:
     """Measurements, then alerts: breaches open or update one, passing measurements resolve theirs."""
     measurements = [m for o in outcomes for m in o.measurements]
     ids = evaluations.add_measurements(conn, evaluation_id, ctx.id, measurements)
+    if not alerting:
+        return AlertChanges((), (), ())
     breaches = [
         Breach(_key(m), mid, f"{ctx.name}: {m.describe()}")
         for m, mid in zip(measurements, ids, strict=True)
@@ -405,7 +438,7 @@ def _parallel(
     counted = next((o.records for o in outcomes if o.kind == "drift" and o.status in ("ok", "not_enough_data")), None)
     if counted is None:
         with ctx.engine.connect() as c:
-            counted = evaluations.count_window(c, ctx.payload_table, window)
+            counted = evaluations.count_window(c, ctx, window)
     return counted, outcomes
 
 

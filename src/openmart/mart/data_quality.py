@@ -48,11 +48,6 @@ class ColumnCounts:
     examples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
-def reference(table: str) -> Relation:
-    """Every row of a record table (the reference) as a relation."""
-    return Relation(f"SELECT * FROM {quote(table)}", {})
-
-
 def _run(conn: Any, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
     with driver(conn).cursor() as cur:
         cur.execute(sql, params)

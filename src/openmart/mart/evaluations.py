@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection
 from openmart.errors import MartError, NotFound
 from openmart.mart import models
 from openmart.mart.engine import advisory_key
+from openmart.mart.windows import Window
 
 
 class EvaluationStatus(StrEnum):
@@ -58,6 +59,10 @@ class EvaluationRecord:
     backend_pid: int | None
     runner: str | None
     scored_feedback: int
+    kind: str = "monitoring"
+    target: dict[str, Any] | None = None
+    baseline: dict[str, Any] | None = None
+    chunking: dict[str, Any] | None = None
 
     @property
     def error(self) -> str | None:
@@ -78,6 +83,10 @@ class EvaluationRecord:
             "runner": self.runner,
             "backend_pid": self.backend_pid,
             "summary": self.summary,
+            "kind": self.kind,
+            "target": self.target,
+            "baseline": self.baseline,
+            "chunking": self.chunking,
         }
 
 
@@ -93,12 +102,6 @@ class MeasurementLike(Protocol):
     feature: str | None
     group: str | None
     details: dict[str, Any] | None
-
-
-class PayloadWindow(Protocol):
-    """A window that can say which payload records it holds, as SQL (``Window``)."""
-
-    def payload_sql(self, table: str, columns: str = "*") -> tuple[str, dict[str, Any]]: ...
 
 
 def _record(row: models.Evaluation) -> EvaluationRecord:
@@ -117,6 +120,10 @@ def _record(row: models.Evaluation) -> EvaluationRecord:
         backend_pid=row.backend_pid,
         runner=row.runner,
         scored_feedback=row.scored_feedback,
+        kind=row.kind,
+        target=row.target,
+        baseline=row.baseline,
+        chunking=row.chunking,
     )
 
 
@@ -183,8 +190,24 @@ def sweep_abandoned(conn: Connection, subscription_id: int) -> list[int]:
     return sorted(done.scalars())
 
 
-def start(conn: Connection, subscription_id: int, *, window_start: datetime | None, window_end: datetime | None) -> int:
-    """A new ``running`` evaluation, stamped with this connection's backend pid and this process."""
+KINDS = ("monitoring", "comparison", "chunked")
+
+
+def start(
+    conn: Connection,
+    subscription_id: int,
+    *,
+    window_start: datetime | None,
+    window_end: datetime | None,
+    kind: str = "monitoring",
+    target: Mapping[str, Any] | None = None,
+    baseline: Mapping[str, Any] | None = None,
+    chunking: Mapping[str, Any] | None = None,
+) -> int:
+    """A new ``running`` evaluation, stamped with this connection's backend pid and this process.
+    ``kind``: monitoring (the stream against the reference), comparison (two record sets, no
+    alerts), chunked (a window cut into chunks); ``target``/``baseline``: the record sets."""
+    assert kind in KINDS, kind
     return int(
         conn.execute(
             sa.insert(models.Evaluation)
@@ -192,6 +215,10 @@ def start(conn: Connection, subscription_id: int, *, window_start: datetime | No
                 subscription_id=subscription_id,
                 window_start=window_start,
                 window_end=window_end,
+                kind=kind,
+                target=dict(target) if target is not None else None,
+                baseline=dict(baseline) if baseline is not None else None,
+                chunking=dict(chunking) if chunking is not None else None,
                 status=EvaluationStatus.RUNNING,
                 backend_pid=sa.func.pg_backend_pid(),
                 runner=runner_name(),
@@ -294,9 +321,9 @@ def list_for(
     return [_record(r) for r in sa.orm.Session(bind=conn).scalars(q)]
 
 
-def count_window(conn: Connection, payload_table: str, window: PayloadWindow) -> int:
-    """How many payload records the window holds."""
-    sql, params = window.payload_sql(payload_table, "1")
+def count_window(conn: Connection, tables: Any, window: Window) -> int:
+    """How many records the window holds (payload records, or a labelled set's rows)."""
+    sql, params = window.payload_sql(window.table(tables), "1")
     return int(conn.exec_driver_sql(f"SELECT count(*) FROM ({sql}) w", params).scalar_one())
 
 

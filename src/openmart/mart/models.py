@@ -78,6 +78,23 @@ class Subscription(Base):
     # per-column statistics of the reference data, computed once when it is loaded (drift)
     reference_profile: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = _now()
+    # the version whose training set is THE reference (migration 0009); asset_revision is the current version
+    reference_version: Mapped[str | None] = mapped_column(Text)
+
+
+class ModelVersion(Base):
+    """A model version a subscription has known: the asset revision its records carry, where it
+    came from (subscribe, migration, user, records) and when it started (migration 0009)."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("subscription_id", "version", name="uq_model_versions_subscription_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id", ondelete="CASCADE"), nullable=False)
+    version: Mapped[str] = mapped_column(Text, nullable=False)
+    source: Mapped[str] = mapped_column(String(16), nullable=False)
+    note: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = _now()
 
 
 class Monitor(Base):
@@ -127,6 +144,13 @@ class Evaluation(Base):
     runner: Mapped[str | None] = mapped_column(Text)
     # feedback records scored through the binding (stored with the results, in one transaction)
     scored_feedback: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    # monitoring (the subscription's stream against its reference), comparison (two record sets), chunked
+    kind: Mapped[str] = mapped_column(String(16), nullable=False, server_default="monitoring")
+    # the record sets measured and compared against: {"environment", "version", "since", "until", "last"}
+    target: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    baseline: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # how the window was cut into chunks: {"by": "period"|"size"|"number", ...}
+    chunking: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
 
 class Measurement(Base):
@@ -151,6 +175,11 @@ class Measurement(Base):
     # what a chart needs (histograms, confusion matrix, per-group rates), never raw rows
     details: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     measured_at: Mapped[datetime] = _now()
+    # a chunked evaluation's chunk: its index, the scoring times it spans and its record count
+    chunk: Mapped[int | None] = mapped_column(Integer)
+    chunk_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    chunk_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    chunk_records: Mapped[int | None] = mapped_column(Integer)
 
 
 class Alert(Base):

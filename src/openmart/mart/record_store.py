@@ -18,9 +18,10 @@ import pyarrow as pa
 from sqlalchemy.engine import Connection
 
 from openmart.errors import ValidationError
-from openmart.mart import subscriptions
+from openmart.mart import subscriptions, versions
 from openmart.mart.identifiers import quote
-from openmart.mart.records import RecordKind, accepted_columns, copy_into, prepare, select_sql, to_frame
+from openmart.mart.records import Environment, RecordKind, accepted_columns, copy_into, prepare, select_sql, to_frame
+from openmart.mart.records import environment as records_environment
 from openmart.mart.subscriptions import SubscriptionRecord
 
 TIME_COLUMN = {RecordKind.PAYLOAD: "scoring_timestamp", RecordKind.FEEDBACK: "recorded_at", RecordKind.REFERENCE: None}
@@ -56,11 +57,14 @@ def log_batches(
     on_duplicate: OnDuplicate | str = OnDuplicate.REFUSE,
     allow_extra_columns: bool = False,
     progress: Callable[[int], None] | None = None,
+    labelled_set: tuple[Environment, str | None] | None = None,
 ) -> tuple[list[pa.Array | None], int]:
     """Validate and COPY each batch into the kind's table, in the caller's transaction (all of
     them or, on a bad record, none: the caller rolls back). Returns the batches' payload scoring
     ids and the row count. ``progress`` gets each batch's row count. A column the table has no
-    place for is refused by name, or dropped with ``allow_extra_columns``."""
+    place for is refused by name, or dropped with ``allow_extra_columns``. Payload and feedback
+    records get their model version (:func:`openmart.mart.versions.stamp`); reference records
+    the ``labelled_set`` (environment, version) they belong to (default: training, current)."""
     mode = on_duplicate_mode(on_duplicate)
     table = record.table(kind)
     accepted = set(accepted_columns(kind, record.schema))
@@ -79,6 +83,13 @@ def log_batches(
                     column=str(extra[0]),
                 )
             arrow, ids = prepare(kind, frame.drop(columns=extra) if extra else frame, record.schema)
+            if kind is RecordKind.REFERENCE:
+                target = labelled_set or (Environment.TRAINING, record.asset_revision)
+                if target[1] is not None:
+                    versions.register(raw, record.id, target[1], "user")
+                arrow = _tag_set(arrow, target)
+            else:
+                arrow = versions.stamp(raw, record.id, arrow)
             if mode is OnDuplicate.REPLACE and "scoring_id" in arrow.column_names:
                 _delete_ids(raw, table, arrow.column("scoring_id"))
             copy_into(raw, table, arrow, kind)
@@ -109,6 +120,68 @@ def _delete_ids(raw: Any, table: str, ids: pa.ChunkedArray) -> None:
             cur.execute(f"DELETE FROM {quote(table)} WHERE scoring_id = ANY(%(ids)s)", {"ids": given})
 
 
+def _tag_set(arrow: pa.Table, labelled_set: tuple[Environment, str | None]) -> pa.Table:
+    env, version = labelled_set
+    n = arrow.num_rows
+    arrow = arrow.append_column("environment", pa.array([str(env)] * n, pa.string()))
+    return arrow.append_column("asset_revision", pa.array([version] * n, pa.string()))
+
+
+def set_filter(labelled_set: tuple[Environment | str, str | None]) -> tuple[str, dict[str, Any]]:
+    """The WHERE condition selecting one labelled set of a reference table."""
+    env, version = labelled_set
+    return "environment = %(set_env)s AND asset_revision IS NOT DISTINCT FROM %(set_version)s", {
+        "set_env": str(env),
+        "set_version": version,
+    }
+
+
+def reference_set(record: SubscriptionRecord) -> tuple[Environment, str | None]:
+    """THE reference: the training set of the reference version."""
+    return Environment.TRAINING, record.reference_version
+
+
+def replace_set(
+    conn: Connection,
+    record: SubscriptionRecord,
+    frame: pd.DataFrame,
+    profile_of: Callable[[pd.DataFrame], Mapping[str, Any]],
+    *,
+    environment: Environment | str = Environment.TRAINING,
+    version: str | None = None,
+    allow_extra_columns: bool = False,
+) -> int:
+    """One labelled set (``environment`` of ``version``, default: training of the current version)
+    becomes ``frame``, in the caller's transaction: a refused row rolls back the whole swap and the
+    old set stays as it was. A training set becomes THE reference (its profile ``profile_of(frame)``,
+    made once the rows are accepted) when it is the current version's, the reference's own
+    version's, or the subscription has no reference yet."""
+    env = records_environment(environment)
+    if env is Environment.PRODUCTION:
+        raise ValidationError("production records are payload and feedback: log them, not as a labelled set")
+    subscriptions.lock(conn, record.id)
+    fresh = subscriptions.by_id(conn, record.id)  # the current version and reference as of this lock
+    version = fresh.asset_revision if version is None else versions.check_version(version)
+    where, params = set_filter((env, version))
+    with driver(conn).cursor() as cur:
+        # DELETE, not TRUNCATE: readers of the old set keep their snapshot until the swap commits
+        cur.execute(f"DELETE FROM {quote(record.reference_table)} WHERE {where}", params)
+    _, rows = log_batches(
+        conn,
+        fresh,
+        RecordKind.REFERENCE,
+        [frame],
+        allow_extra_columns=allow_extra_columns,
+        labelled_set=(env, version),
+    )
+    becomes_reference = env is Environment.TRAINING and (
+        version in (fresh.asset_revision, fresh.reference_version) or fresh.reference_version is None
+    )
+    if becomes_reference:
+        subscriptions.set_reference_profile(conn, record.id, profile_of(frame), version=version)
+    return rows
+
+
 def replace_reference(
     conn: Connection,
     record: SubscriptionRecord,
@@ -117,16 +190,42 @@ def replace_reference(
     *,
     allow_extra_columns: bool = False,
 ) -> int:
-    """The subscription's reference becomes ``frame`` and its profile ``profile_of(frame)`` (made
-    once the rows are accepted), in the caller's transaction: a refused row rolls back the whole
-    swap and the old reference stays as it was."""
+    """The current version's training set becomes ``frame`` (and THE reference): see :func:`replace_set`."""
+    return replace_set(conn, record, frame, profile_of, allow_extra_columns=allow_extra_columns)
+
+
+def use_reference(
+    conn: Connection,
+    record: SubscriptionRecord,
+    version: str,
+    profile_of: Callable[[pd.DataFrame], Mapping[str, Any]],
+) -> int:
+    """The training set of ``version`` becomes THE reference (its profile recomputed); its rows."""
+    version = versions.check_version(version)
     subscriptions.lock(conn, record.id)
+    frame = read(conn, record, RecordKind.REFERENCE, labelled_set=(Environment.TRAINING, version))
+    if frame.empty:
+        raise ValidationError(f"subscription {record.name!r} has no training set of version {version!r}")
+    subscriptions.set_reference_profile(conn, record.id, profile_of(frame), version=version)
+    return len(frame)
+
+
+def labelled_sets(conn: Connection, record: SubscriptionRecord) -> list[tuple[str, str | None, int]]:
+    """The labelled sets stored: (environment, version, records), by version then environment."""
     with driver(conn).cursor() as cur:
-        # DELETE, not TRUNCATE: readers of the old reference keep their snapshot until the swap commits
-        cur.execute(f"DELETE FROM {quote(record.reference_table)}")
-    _, rows = log_batches(conn, record, RecordKind.REFERENCE, [frame], allow_extra_columns=allow_extra_columns)
-    subscriptions.set_reference_profile(conn, record.id, profile_of(frame))
-    return rows
+        cur.execute(
+            f"SELECT environment, asset_revision, count(*) FROM {quote(record.reference_table)} "
+            "GROUP BY 1, 2 ORDER BY 2, 1"
+        )
+        return [(str(e), v, int(n)) for e, v, n in cur.fetchall()]
+
+
+def count_set(conn: Connection, record: SubscriptionRecord, labelled_set: tuple[Environment | str, str | None]) -> int:
+    """How many records one labelled set holds."""
+    where, params = set_filter(labelled_set)
+    with driver(conn).cursor() as cur:
+        cur.execute(f"SELECT count(*) FROM {quote(record.reference_table)} WHERE {where}", params)
+        return int(cur.fetchone()[0])
 
 
 def count(conn: Connection, table: str) -> int:
@@ -153,16 +252,26 @@ def read(
     limit: int | None = None,
     columns: Sequence[str] | None = None,
     newest_first: bool = False,
+    labelled_set: tuple[Environment | str, str | None] | None = None,
 ) -> pd.DataFrame:
-    """Records of one table as a DataFrame, oldest first (numeric features as numbers)."""
+    """Records of one table as a DataFrame, oldest first (numeric features as numbers). Reference
+    records are one labelled set's (default: THE reference), without the set's tag columns unless
+    ``columns`` names them."""
+    kind = RecordKind(kind)
+    where = None
+    if kind is RecordKind.REFERENCE:
+        where = set_filter(labelled_set or reference_set(record))
+        if columns is None:
+            columns = ["record_id", *accepted_columns(kind, record.schema)]
     sql, params = select_sql(
         record.table(kind),
-        time_column=TIME_COLUMN[RecordKind(kind)],
+        time_column=TIME_COLUMN[kind],
         since=since,
         until=until,
         limit=limit,
         columns=columns,
         newest_first=newest_first,
+        where=where,
     )
     with driver(conn).cursor() as cur:
         cur.execute(sql, params)

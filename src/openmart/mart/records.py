@@ -39,6 +39,30 @@ class RecordKind(StrEnum):
     REFERENCE = "reference"
 
 
+class Environment(StrEnum):
+    """Where a set of records comes from: the model's training and validation data (labelled
+    sets, in the reference table), or its traffic (payload and feedback)."""
+
+    TRAINING = "training"
+    VALIDATION = "validation"
+    PRODUCTION = "production"
+
+
+LABELLED_ENVIRONMENTS = (Environment.TRAINING, Environment.VALIDATION)
+LABELLED_SQL = ", ".join(f"'{e}'" for e in LABELLED_ENVIRONMENTS)
+#: the version a subscription starts with when none is given
+INITIAL_VERSION = "1"
+
+
+def environment(value: Environment | str) -> Environment:
+    try:
+        return Environment(str(value).lower())
+    except ValueError:
+        raise ValidationError(
+            f"environment {value!r}: choose {', '.join(e.value for e in Environment)}", value=value
+        ) from None
+
+
 def table_name(kind: RecordKind, subscription_id: int) -> str:
     return f"{kind}_{subscription_id}"
 
@@ -69,6 +93,7 @@ def create_table_sql(kind: RecordKind, table: str, schema: SubscriptionSchema) -
             "record_id bigserial PRIMARY KEY",
             "scoring_id text",
             "recorded_at timestamptz NOT NULL DEFAULT now()",
+            "asset_revision text",
             *inputs,
             *label,
             *outputs,
@@ -76,8 +101,16 @@ def create_table_sql(kind: RecordKind, table: str, schema: SubscriptionSchema) -
         # one label per scored record: re-logging replaces it or is refused, never doubles it
         index = f"CREATE UNIQUE INDEX {q(table + '_sid')} ON {q(table)} (scoring_id)"
     else:
-        cols = ["record_id bigserial PRIMARY KEY", *inputs, *label, *outputs]
-        index = ""
+        # the labelled sets: every environment's and version's rows, each tagged (migration 0009)
+        cols = [
+            "record_id bigserial PRIMARY KEY",
+            f"environment text NOT NULL DEFAULT 'training' CHECK (environment IN ({LABELLED_SQL}))",
+            "asset_revision text",
+            *inputs,
+            *label,
+            *outputs,
+        ]
+        index = f"CREATE INDEX {q(table + '_set')} ON {q(table)} (environment, asset_revision)"
     stmts = [f"CREATE TABLE {q(table)} (\n  " + ",\n  ".join(cols) + "\n)"]
     return stmts + ([index] if index else [])
 
@@ -220,7 +253,7 @@ def accepted_columns(kind: RecordKind, schema: SubscriptionSchema) -> list[str]:
     """The columns a record of this kind may carry: the schema's, and the kind's own."""
     own = {
         RecordKind.PAYLOAD: ["scoring_id", "scoring_timestamp", "asset_revision", "response_time"],
-        RecordKind.FEEDBACK: ["scoring_id", "recorded_at"],
+        RecordKind.FEEDBACK: ["scoring_id", "recorded_at", "asset_revision"],
         RecordKind.REFERENCE: [],
     }[kind]
     label = [] if kind is RecordKind.PAYLOAD else [schema.label]  # a payload table has no label column
@@ -473,6 +506,8 @@ def prepare(kind: RecordKind, data: Any, schema: SubscriptionSchema) -> tuple[pa
         ts = _timestamps(kind, frame, "recorded_at")
         if ts is not None:
             columns["recorded_at"] = ts
+        if "asset_revision" in frame.columns:
+            columns["asset_revision"] = _text(kind, frame, "asset_revision")
     for col in schema.input_columns:
         if col.name not in frame.columns:
             continue  # only meta columns may be absent (checked above)
@@ -593,6 +628,7 @@ def select_sql(
     limit: int | None,
     columns: Sequence[str] | None = None,
     newest_first: bool = False,
+    where: tuple[str, dict[str, Any]] | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """The query reading a record table; the arguments are checked here, for every caller
     (ValidationError naming the argument and its valid values)."""
@@ -601,15 +637,18 @@ def select_sql(
     columns = arguments.names(columns, "columns")
     cols = "*" if columns is None else ", ".join(quote(c) for c in columns)
     sql = f"SELECT {cols} FROM {quote(table)}"
-    where, params = [], {}
+    conditions, params = [], {}
+    if where is not None:  # a condition the mart wrote (a labelled set's), with its parameters
+        conditions.append(where[0])
+        params.update(where[1])
     if time_column and since is not None:
-        where.append(f"{quote(time_column)} >= %(since)s")
+        conditions.append(f"{quote(time_column)} >= %(since)s")
         params["since"] = since
     if time_column and until is not None:
-        where.append(f"{quote(time_column)} < %(until)s")
+        conditions.append(f"{quote(time_column)} < %(until)s")
         params["until"] = until
-    if where:
-        sql += " WHERE " + " AND ".join(where)
+    if conditions:
+        sql += " WHERE " + " AND ".join(conditions)
     order = quote(time_column) if time_column else "record_id"
     sql += f" ORDER BY {order} {'DESC' if newest_first else 'ASC'}"
     if limit is not None:

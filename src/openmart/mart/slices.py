@@ -27,11 +27,6 @@ def _run(conn: Any, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]
         return cur.fetchall()
 
 
-def table(name: str) -> Relation:
-    """Every row of a record table (e.g. the reference)."""
-    return Relation(f"SELECT * FROM {quote(name)}")
-
-
 def quantile_edges(
     conn: Any, relation: Relation, columns: Sequence[str], quantiles: Sequence[float]
 ) -> dict[str, list]:

@@ -17,9 +17,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from openmart.errors import AlreadyExists, NotFound
-from openmart.mart import models
+from openmart.mart import models, versions
 from openmart.mart.identifiers import quote
-from openmart.mart.records import RecordKind, create_table_sql, table_name, traffic_trigger_sql
+from openmart.mart.records import INITIAL_VERSION, RecordKind, create_table_sql, table_name, traffic_trigger_sql
 from openmart.schema import SubscriptionSchema
 
 
@@ -35,8 +35,9 @@ class SubscriptionRecord:
     reference_table: str
     binding: str | None = None
     deployment_id: str | None = None
-    asset_revision: str | None = None
+    asset_revision: str | None = None  # the current model version (when this record was read)
     created_at: datetime | None = None
+    reference_version: str | None = None  # the version whose training set is the reference
 
     def table(self, kind: RecordKind | str) -> str:
         return {
@@ -62,6 +63,7 @@ def _record(row: models.Subscription, binding: str | None) -> SubscriptionRecord
         deployment_id=row.deployment_id,
         asset_revision=row.asset_revision,
         created_at=row.created_at,
+        reference_version=row.reference_version,
     )
 
 
@@ -109,7 +111,9 @@ def create(
     deployment_id: str | None = None,
     asset_revision: str | None = None,
 ) -> SubscriptionRecord:
-    """The subscription's row and its three record tables, in the caller's transaction."""
+    """The subscription's row and its three record tables, in the caller's transaction. Its
+    first model version is ``asset_revision`` (default ``1``)."""
+    asset_revision = versions.check_version(asset_revision, "asset_revision") if asset_revision else INITIAL_VERSION
     if conn.execute(sa.select(models.Subscription.id).where(models.Subscription.name == name)).first():
         raise AlreadyExists(f"a subscription named {name!r} exists already")
     new_id = conn.execute(
@@ -134,6 +138,7 @@ def create(
     for stmt in traffic_trigger_sql(tables["payload_table"], new_id):
         conn.exec_driver_sql(stmt)
     conn.execute(sa.update(models.Subscription).where(models.Subscription.id == new_id).values(**tables))
+    versions.register(conn, new_id, asset_revision, "subscribe")
     return by_id(conn, new_id)
 
 
@@ -149,12 +154,14 @@ def remove(conn: Connection, record: SubscriptionRecord) -> None:
     conn.execute(sa.delete(models.Subscription).where(models.Subscription.id == record.id))
 
 
-def set_reference_profile(conn: Connection, subscription_id: int, profile: Mapping[str, Any] | None) -> None:
-    conn.execute(
-        sa.update(models.Subscription)
-        .where(models.Subscription.id == subscription_id)
-        .values(reference_profile=dict(profile) if profile is not None else None)
-    )
+def set_reference_profile(
+    conn: Connection, subscription_id: int, profile: Mapping[str, Any] | None, *, version: str | None = None
+) -> None:
+    """The reference's profile; with ``version``, that version's training set becomes the reference."""
+    values: dict[str, Any] = {"reference_profile": dict(profile) if profile is not None else None}
+    if version is not None:
+        values["reference_version"] = version
+    conn.execute(sa.update(models.Subscription).where(models.Subscription.id == subscription_id).values(**values))
 
 
 def reference_profile(conn: Connection, subscription_id: int) -> dict[str, Any] | None:

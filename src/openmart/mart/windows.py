@@ -16,13 +16,14 @@ import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 from sqlalchemy.engine import Connection
 
+from openmart.errors import ValidationError
 from openmart.mart.identifiers import quote
 
 
@@ -31,20 +32,98 @@ def driver(conn: Any) -> Any:
     return conn.connection.driver_connection if isinstance(conn, Connection) else conn
 
 
+class Tables(Protocol):
+    """A subscription's record tables (a ``SubscriptionRecord``, a ``SubscriptionContext``)."""
+
+    @property
+    def payload_table(self) -> str: ...
+    @property
+    def feedback_table(self) -> str: ...
+    @property
+    def reference_table(self) -> str: ...
+
+
+PRODUCTION = "production"
+LABELLED_SETS = ("training", "validation")
+
+
 @dataclass(frozen=True)
 class Window:
+    """A record set: the records an evaluation measures (migration 0009's evaluation store).
+
+    ``production`` (the default): payload records (and their feedback) by scoring time, of one
+    model ``version`` (None: every version), the newest ``last`` when set. ``training`` and
+    ``validation``: a labelled set of the reference table, of one version (no time range: the
+    rows have none). ``baseline`` is the set drift compares with (None: the subscription's
+    reference, whose profile is stored)."""
+
     since: datetime | None = None
     until: datetime | None = None
     last: int | None = None
+    environment: str = PRODUCTION
+    version: str | None = None
+    baseline: Window | None = None
+
+    def __post_init__(self) -> None:
+        if self.environment not in (PRODUCTION, *LABELLED_SETS):
+            raise ValidationError(
+                f"environment {self.environment!r}: choose production, training or validation", value=self.environment
+            )
+        if self.labelled_set and (self.since is not None or self.until is not None):
+            raise ValidationError(
+                f"a {self.environment} set has no scoring times: give its version, not since/until",
+                column="since",
+            )
+
+    @property
+    def labelled_set(self) -> bool:
+        """A training or validation set (rows of the reference table), not production traffic."""
+        return self.environment != PRODUCTION
+
+    def describe(self) -> str:
+        """``production v2 2026-11-01..2026-11-08`` and the like, for messages and reports."""
+        parts = [self.environment, f"v{self.version}" if self.version is not None else "all versions"]
+        if self.since is not None or self.until is not None:
+            a = self.since.isoformat(timespec="seconds") if self.since else "…"
+            b = self.until.isoformat(timespec="seconds") if self.until else "…"
+            parts.append(f"{a}..{b}")
+        if self.last is not None:
+            parts.append(f"last {self.last}")
+        return " ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "since": self.since.isoformat() if self.since else None,
             "until": self.until.isoformat() if self.until else None,
             "last": self.last,
         }
+        if self.environment != PRODUCTION or self.version is not None:
+            out["environment"] = self.environment
+            out["version"] = self.version
+        if self.baseline is not None:
+            out["baseline"] = self.baseline.to_dict()
+        return out
 
-    def _where(self, column: str) -> tuple[str, dict[str, Any]]:
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Window:
+        def when(v: Any) -> datetime | None:
+            return datetime.fromisoformat(v) if isinstance(v, str) else v
+
+        base = data.get("baseline")
+        return cls(
+            since=when(data.get("since")),
+            until=when(data.get("until")),
+            last=data.get("last"),
+            environment=data.get("environment") or PRODUCTION,
+            version=data.get("version"),
+            baseline=cls.from_dict(base) if base else None,
+        )
+
+    def table(self, tables: Tables) -> str:
+        """The table the set's records are in."""
+        return tables.reference_table if self.labelled_set else tables.payload_table
+
+    def _where(self, column: str, version_column: str = "asset_revision") -> tuple[str, dict[str, Any]]:
         where, params = [], {}
         if self.since is not None:
             where.append(f"{column} >= %(w_since)s")
@@ -52,10 +131,27 @@ class Window:
         if self.until is not None:
             where.append(f"{column} < %(w_until)s")
             params["w_until"] = self.until
+        if self.version is not None:
+            where.append(f"{version_column} = %(w_version)s")
+            params["w_version"] = self.version
         return (" WHERE " + " AND ".join(where)) if where else "", params
 
+    def _set_sql(self, table: str, columns: str) -> tuple[str, dict[str, Any]]:
+        where, params = self._where("record_id")
+        cond = "environment = %(w_env)s"
+        where = f"{where} AND {cond}" if where else f" WHERE {cond}"
+        params["w_env"] = self.environment
+        sql = f"SELECT {columns} FROM {quote(table)}{where}"
+        if self.last is not None:
+            sql += " ORDER BY record_id DESC LIMIT %(w_last)s"
+            params["w_last"] = int(self.last)
+        return sql, params
+
     def payload_sql(self, table: str, columns: str = "*") -> tuple[str, dict[str, Any]]:
-        """The payload records in the window (the newest ``last`` of them when set)."""
+        """The records in the window (the newest ``last`` of them when set): payload records of
+        ``table``, or, for a labelled set, its rows of ``table`` (the reference table)."""
+        if self.labelled_set:
+            return self._set_sql(table, columns)
         where, params = self._where("scoring_timestamp")
         sql = f"SELECT {columns} FROM {quote(table)}{where}"
         if self.last is not None:
@@ -66,8 +162,10 @@ class Window:
     def labelled_sql(self, feedback: str, payload: str, columns: str) -> tuple[str, dict[str, Any]]:
         """Feedback records in the window, each with its payload twin's columns when it has one
         (``p.``) — a feedback record falls in the window by its payload's scoring time, or by
-        the time it was recorded when it stands alone."""
-        where, params = self._where("coalesce(p.scoring_timestamp, f.recorded_at)")
+        the time it was recorded when it stands alone; its version is its twin's, else its own."""
+        where, params = self._where(
+            "coalesce(p.scoring_timestamp, f.recorded_at)", "coalesce(p.asset_revision, f.asset_revision)"
+        )
         sql = (
             f"SELECT {columns} FROM {quote(feedback)} f LEFT JOIN {quote(payload)} p "
             f"ON p.scoring_id = f.scoring_id{where}"
@@ -92,30 +190,38 @@ class Relation:
         return select.replace("{w}", f"({self.sql}) w"), {**self.params, **(extra or {})}
 
 
-def payload(window: Window, table: str) -> Relation:
-    """The window's payload records, every column."""
-    return Relation(*window.payload_sql(table))
+def payload(window: Window, tables: Tables) -> Relation:
+    """The window's records, every column: payload records, or a labelled set's rows."""
+    return Relation(*window.payload_sql(window.table(tables)))
 
 
 def labelled(
     window: Window,
-    feedback_table: str,
-    payload_table: str,
+    tables: Tables,
     *,
     joined: Sequence[str] = (),
     feedback: Sequence[str] = (),
     present: Sequence[str] = (),
 ) -> Relation:
-    """The window's feedback records. ``joined`` columns are taken from the payload twin when
-    there is one, from the feedback record otherwise; ``feedback`` columns from the feedback
-    record (the label). Each keeps its own name. Rows where a ``present`` column is NULL are
-    left out."""
-    cols = [f"coalesce(p.{quote(c)}, f.{quote(c)}) AS {quote(c)}" for c in joined]
-    cols += [f"f.{quote(c)} AS {quote(c)}" for c in feedback if c not in joined]
-    sql, params = window.labelled_sql(feedback_table, payload_table, ", ".join(cols) or "f.record_id")
+    """The window's labelled records: feedback records (production), or a labelled set's rows.
+    ``joined`` columns are taken from the payload twin when there is one, from the feedback
+    record otherwise; ``feedback`` columns from the feedback record (the label). Each keeps its
+    own name. Rows where a ``present`` column is NULL are left out."""
+    if window.labelled_set:
+        names = list(dict.fromkeys([*joined, *feedback]))
+        sql, params = window.payload_sql(tables.reference_table, ", ".join(quote(c) for c in names) or "record_id")
+    else:
+        cols = [f"coalesce(p.{quote(c)}, f.{quote(c)}) AS {quote(c)}" for c in joined]
+        cols += [f"f.{quote(c)} AS {quote(c)}" for c in feedback if c not in joined]
+        sql, params = window.labelled_sql(tables.feedback_table, tables.payload_table, ", ".join(cols) or "f.record_id")
     if present:
         sql = f"SELECT * FROM ({sql}) l WHERE " + " AND ".join(f"{quote(c)} IS NOT NULL" for c in present)
     return Relation(sql, params)
+
+
+def reference_window(reference_version: str | None) -> Window:
+    """THE reference as a record set: the training set of the reference version."""
+    return Window(environment="training", version=reference_version)
 
 
 def fetch_arrow(
@@ -149,20 +255,33 @@ def columns(conn: Any, relation: Relation, names: Sequence[str]) -> pd.DataFrame
     return fetch_frame(conn, sql, params)
 
 
-def newest_scoring_ids(conn: Any, window: Window, payload_table: str, n: int) -> list[str]:
-    """The scoring ids of the window's newest ``n`` payload records."""
-    sql, params = window.payload_sql(payload_table, "scoring_id, scoring_timestamp")
+def newest_scoring_ids(conn: Any, window: Window, tables: Tables, n: int) -> list[str]:
+    """The scoring ids of the window's newest ``n`` payload records (none for a labelled set)."""
+    if window.labelled_set:
+        return []
+    sql, params = window.payload_sql(tables.payload_table, "scoring_id, scoring_timestamp")
     frame = fetch_frame(
         conn, f"SELECT scoring_id FROM ({sql}) w ORDER BY scoring_timestamp DESC LIMIT %(e_n)s", {**params, "e_n": n}
     )
     return [str(v) for v in frame["scoring_id"].tolist()]
 
 
-def reference_rows(conn: Any, reference_table: str, columns: Sequence[str], limit: int | None = None) -> pd.DataFrame:
-    """Rows of a reference table (some columns, the first ``limit`` stored)."""
-    sql = f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(reference_table)} ORDER BY record_id"
-    params: dict[str, Any] = {}
+def set_rows(
+    conn: Any, window: Window, tables: Tables, columns: Sequence[str], limit: int | None = None
+) -> pd.DataFrame:
+    """Some columns of a record set's rows, in stored order (the first ``limit``): a labelled
+    set's, or production records' (by scoring time)."""
+    order = "w.record_id" if window.labelled_set else "w.scoring_timestamp, w.scoring_id"
+    sql, params = window.payload_sql(window.table(tables))
+    sql = f"SELECT {', '.join('w.' + quote(c) for c in columns)} FROM ({sql}) w ORDER BY {order}"
     if limit is not None:
         sql += " LIMIT %(r_limit)s"
         params["r_limit"] = int(limit)
     return fetch_frame(conn, sql, params)
+
+
+def reference_rows(
+    conn: Any, tables: Tables, reference_version: str | None, columns: Sequence[str], limit: int | None = None
+) -> pd.DataFrame:
+    """Rows of THE reference (some columns, the first ``limit`` stored)."""
+    return set_rows(conn, reference_window(reference_version), tables, columns, limit)

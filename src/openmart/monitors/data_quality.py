@@ -239,7 +239,7 @@ class DataQualityMonitor(BaseMonitor):
         if constraints.get("monitoring_config", {}).get("evaluate_constraints", "Enabled") == "Disabled":
             outcome.status, outcome.reason = "skipped", "evaluate_constraints is Disabled in the constraints"
             return outcome
-        relation = windows.payload(window, ctx.payload_table)
+        relation = windows.payload(window, ctx)
         kinds = {c.name: c.kind for c in ctx.schema.input_columns}
         for feature in constraints["features"]:
             if feature["name"] not in kinds:  # the schema cannot lose a column; checked when stored

@@ -17,7 +17,7 @@ from typing import Any
 from openmart.context import SubscriptionContext
 from openmart.errors import MonitorError
 from openmart.mart import data_quality as dq
-from openmart.mart import stats
+from openmart.mart import stats, windows
 from openmart.monitors.dq_formats import RANGE
 from openmart.schema import Column, ColumnKind
 
@@ -50,7 +50,7 @@ def _suggested_completeness(present: int, rows: int) -> float:
 
 def profile(ctx: SubscriptionContext, conn: Any) -> tuple[int, list[dict[str, Any]]]:
     """The reference's item count and, per column, what both documents are made of."""
-    relation = dq.reference(ctx.reference_table)
+    relation = windows.payload(windows.reference_window(ctx.record.reference_version), ctx)
     rows = stats.count(conn, relation)
     if rows == 0:
         raise MonitorError(f"subscription {ctx.name!r} has no reference data: load it first (openmart reference load)")

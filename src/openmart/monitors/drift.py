@@ -66,7 +66,7 @@ from openmart.monitors.base import (
 )
 from openmart.monitors.config import MonitorConfig, MonitorKind, Threshold, ThresholdType
 from openmart.monitors.drift_tests import DriftTest
-from openmart.monitors.profile import SMALL_SAMPLE, ColumnProfile, merge_buckets
+from openmart.monitors.profile import SMALL_SAMPLE, ColumnProfile, merge_buckets, set_profile
 from openmart.schema import ColumnKind, ProblemType
 
 KIND = MonitorKind.DRIFT
@@ -442,12 +442,28 @@ def _values(frame: pd.DataFrame, column: str, kind: str) -> np.ndarray:
     return np.asarray([as_text(v) for v in series], dtype=object)
 
 
+def _profiled_columns(ctx: SubscriptionContext, baseline: Window) -> list[str]:
+    """The columns a baseline's profile is made of: the inputs, the prediction, and (a labelled
+    set) the label, which stands for the output when the set has no predictions."""
+    s = ctx.schema
+    label = [s.label] if baseline.labelled_set else []
+    return [*(c.name for c in s.input_columns), s.prediction, *label]
+
+
 def run(ctx: SubscriptionContext, config: MonitorConfig, window: Window, conn: Any) -> MonitorOutcome:
     outcome = MonitorOutcome(str(KIND))
-    with ctx.engine.connect() as c:
-        ref = subscriptions_table.reference_profile(c, ctx.id)
+    baseline = window.baseline or windows.reference_window(ctx.record.reference_version)
+    if window.baseline is None:  # the reference: its profile was stored when it was loaded
+        with ctx.engine.connect() as c:
+            ref = subscriptions_table.reference_profile(c, ctx.id)
+    else:  # another record set: profiled now, from its rows
+        frame = windows.set_rows(conn, baseline, ctx, _profiled_columns(ctx, baseline))
+        ref = set_profile(ctx.schema, frame) if len(frame) else None
     if not ref:
-        outcome.status, outcome.reason = "skipped", "no reference data loaded"
+        outcome.status = "skipped"
+        outcome.reason = (
+            "no reference data loaded" if window.baseline is None else f"the baseline ({baseline.describe()}) is empty"
+        )
         return outcome
     s = ctx.schema
     wanted = config.parameters.get("features") or [c.name for c in s.features]
@@ -458,7 +474,7 @@ def run(ctx: SubscriptionContext, config: MonitorConfig, window: Window, conn: A
     if out_profile is not None:
         columns[s.prediction] = OUTPUT
         profiles[OUTPUT] = out_profile
-    relation: Relation = windows.payload(window, ctx.payload_table)
+    relation: Relation = windows.payload(window, ctx)
     n = mart_stats.count(conn, relation)
     outcome.records = n
     if n < config.min_records:
@@ -500,7 +516,7 @@ def run(ctx: SubscriptionContext, config: MonitorConfig, window: Window, conn: A
     reference_values: pd.DataFrame | None = None
     if custom_cols:
         source = {c: (ref.get("output_source") or s.prediction) if columns[c] == OUTPUT else c for c in custom_cols}
-        reference_values = windows.reference_rows(conn, ctx.reference_table, sorted(set(source.values())))
+        reference_values = windows.set_rows(conn, baseline, ctx, sorted(set(source.values())))
     drifted_features = 0
     results = []
     for column, key in columns.items():

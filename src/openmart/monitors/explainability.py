@@ -73,7 +73,7 @@ class ExplainabilityMonitor(BaseMonitor):
         ctx = context_of(ctx)
         outcome = MonitorOutcome(str(KIND))
         sample = int(config.parameters.get("sample", 10))
-        ids = windows.newest_scoring_ids(conn, window, ctx.payload_table, sample)
+        ids = windows.newest_scoring_ids(conn, window, ctx, sample)
         outcome.records = len(ids)
         if len(ids) < config.min_records:
             outcome.status, outcome.reason = "not_enough_data", f"{len(ids)} records, fewer than {config.min_records}"
@@ -115,7 +115,9 @@ def _reference_importance(
     from openmart.explain.service import output_function
 
     s = ctx.schema
-    ref = windows.reference_rows(conn, ctx.reference_table, s.feature_names, int(config.parameters.get("sample", 10)))
+    ref = windows.reference_rows(
+        conn, ctx, ctx.record.reference_version, s.feature_names, int(config.parameters.get("sample", 10))
+    )
     for f in s.numeric_features:
         ref[f] = pd.to_numeric(ref[f])
     predictions = provider.score(ctx.deployment_id, ref).predictions  # one batch for all of them

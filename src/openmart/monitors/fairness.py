@@ -304,11 +304,10 @@ def run(ctx: SubscriptionContext, config: MonitorConfig, window: Window, conn: A
     outcome = MonitorOutcome(str(KIND))
     p = config.parameters
     favourable = Membership(tuple(p["favourable"]), s.outputs_numeric)
-    payload = windows_gateway.payload(window, ctx.payload_table)
+    payload = windows_gateway.payload(window, ctx)
     labelled = windows_gateway.labelled(
         window,
-        ctx.feedback_table,
-        ctx.payload_table,
+        ctx,
         joined=[*(a["feature"] for a in p["attributes"]), s.prediction],
         feedback=[s.label],
         present=[s.prediction],

@@ -131,7 +131,7 @@ def measure(conn: Any, ctx: SubscriptionContext, window: Window) -> Figures:
         "latency_per_record_p99_ms": per[2],
         "error_rate": _ratio(agg.errors, agg.requests),
     }
-    payload_records = stats.count(conn, windows.payload(window, ctx.payload_table)) if window.last is None else None
+    payload_records = stats.count(conn, windows.payload(window, ctx)) if window.last is None else None
     counts = {
         "requests": agg.requests,
         "errors": agg.errors,

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from openmart.mart.records import as_text
+from openmart.schema import ProblemType, SubscriptionSchema
 
 PSI_BINS = 10
 FINE_BINS = 100
@@ -122,3 +123,19 @@ def profile_frame(frame: pd.DataFrame, kinds: dict[str, str]) -> dict[str, Any]:
             name: profile_column(frame[name], kind).to_dict() for name, kind in kinds.items() if name in frame.columns
         },
     }
+
+
+def set_profile(schema: SubscriptionSchema, frame: pd.DataFrame) -> dict[str, Any]:
+    """The profile of a record set with the subscription's schema (its reference, or any set a
+    comparison takes as baseline): every input column, and the model's output under
+    ``__output__`` — its predictions, or its labels when the set has no predictions."""
+    kinds = {c.name: str(c.kind) for c in schema.input_columns if c.name in frame.columns}
+    outputs = frame.loc[:, list(kinds)].copy()
+    predicted = schema.prediction in frame.columns and frame[schema.prediction].notna().any()
+    source = schema.prediction if predicted else schema.label
+    if source in frame.columns:
+        outputs["__output__"] = frame[source]
+        kinds["__output__"] = "numeric" if schema.problem_type is ProblemType.REGRESSION else "categorical"
+    profile = profile_frame(outputs, kinds)
+    profile["output_source"] = source
+    return profile

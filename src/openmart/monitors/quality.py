@@ -218,8 +218,7 @@ class QualityMonitor(BaseMonitor):
         # feedback without a prediction was scored by the evaluation runner before this runs
         relation = windows.labelled(
             window,
-            ctx.feedback_table,
-            ctx.payload_table,
+            ctx,
             joined=[s.prediction, *([s.probability] if s.probability else [])],
             feedback=[s.label],
         )

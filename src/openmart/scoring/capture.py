@@ -48,7 +48,7 @@ import sqlalchemy as sa
 
 from openmart.context import HasContext, SubscriptionContext, context_of
 from openmart.errors import ValidationError
-from openmart.mart import scoring_requests
+from openmart.mart import scoring_requests, versions
 from openmart.mart.capture_store import SOURCE_RECORD, SetAside, insert_event, insert_set_aside
 from openmart.mart.records import RecordKind, copy_into
 from openmart.mart.scoring_requests import RequestRow
@@ -133,7 +133,7 @@ class PayloadCapture:
         self._sub_name = sub.name
         self._engine = sub.engine
         self._table = sub.payload_table
-        self._intake = IntakeBuilder(sub.schema, decoder=decoder, asset_revision=sub.asset_revision)
+        self._intake = IntakeBuilder(sub.schema, decoder=decoder)
         self._queue: queue.SimpleQueue[tuple[_Queued, _Token] | None] = queue.SimpleQueue()
         self._max_batch = max_batch
         self._flush_interval = flush_interval
@@ -397,15 +397,16 @@ class PayloadCapture:
         return True
 
     def _store(self, conn: Any, table: pa.Table) -> int:
+        # each record's model version: its own, else the current one, read in this transaction
         if not self.spool.files():
             try:
-                copy_into(conn, self._table, table, RecordKind.PAYLOAD)
+                copy_into(conn, self._table, versions.stamp(conn, self._sub_id, table), RecordKind.PAYLOAD)
                 return table.num_rows
             except ValidationError:
                 # a record stored already (a journal replayed after a crash, a client's retry):
                 # store the rest, once
                 conn.rollback()
-        return insert_idempotent(conn, self._table, table)
+        return insert_idempotent(conn, self._table, versions.stamp(conn, self._sub_id, table))
 
     def _to_spool(self, table: pa.Table | None, aside: list[SetAside], requests: list[RequestRow]) -> bool:
         try:

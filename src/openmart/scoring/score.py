@@ -24,7 +24,7 @@ def score_for_capture(sub: SubscriptionContext, records: pd.DataFrame) -> tuple[
     the call's request row (source ``score``; one row per call, its latency the whole call's)."""
     timing: list[float] = []
     scored = score_frame(sub, records, timing=timing)
-    intake = IntakeBuilder(sub.schema, asset_revision=sub.asset_revision).build([scored])
+    intake = IntakeBuilder(sub.schema).build([scored])
     intake.requests.append(
         RequestRow(
             at=datetime.now(UTC),
@@ -85,6 +85,4 @@ def score_frame(
     if schema.probability and result.probabilities is not None:
         out[schema.probability] = list(result.probabilities)
     out["response_time"] = elapsed_ms / max(result.requests, 1)
-    if sub.asset_revision and "asset_revision" not in out.columns:
-        out["asset_revision"] = sub.asset_revision
-    return out.reset_index(drop=True)
+    return out  # its model version is stamped by the mart as it is written (mart/versions.stamp).reset_index(drop=True)

@@ -39,7 +39,7 @@ import pyarrow.ipc as ipc
 
 from openmart.context import HasContext, SubscriptionContext, context_of
 from openmart.errors import ValidationError
-from openmart.mart import scoring_requests
+from openmart.mart import scoring_requests, versions
 from openmart.mart.capture_store import SetAside, insert_set_aside, mart_id
 from openmart.mart.record_store import in_transaction, insert_idempotent
 from openmart.mart.scoring_requests import RequestRow
@@ -154,6 +154,8 @@ class Spool:
                 requests = self._requests_of(sibling) if self.subscription_id is not None else []
                 conn = connection_factory()
                 try:
+                    if self.subscription_id is not None:  # the model version, as capture gives it
+                        table = versions.stamp(conn, self.subscription_id, table)
                     n = insert_idempotent(conn, table_name, table)
                     added = scoring_requests.insert(conn, self.subscription_id, requests) if requests else 0
                     conn.commit()

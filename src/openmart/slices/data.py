@@ -56,13 +56,11 @@ class Coded:
 
 def labelled(ctx: SubscriptionContext, window: Window, columns: Sequence[str]) -> Relation:
     s = ctx.schema
-    return windows.labelled(
-        window, ctx.feedback_table, ctx.payload_table, joined=[*columns, s.prediction], feedback=[s.label]
-    )
+    return windows.labelled(window, ctx, joined=[*columns, s.prediction], feedback=[s.label])
 
 
 def reference(ctx: SubscriptionContext) -> Relation:
-    return mart_slices.table(ctx.reference_table)
+    return windows.payload(windows.reference_window(ctx.record.reference_version), ctx)
 
 
 def feature_names(schema: SubscriptionSchema, features: Sequence[str] | None) -> list[str]:

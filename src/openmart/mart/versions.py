@@ -1,0 +1,140 @@
+"""Model versions: the ``model_versions`` table, the subscription's current version, and the
+stamping of records with their version as they are written (migration 0009).
+
+A record's version is its ``asset_revision``. Records written without one get the subscription's
+CURRENT version (``subscriptions.asset_revision``), read in the transaction that writes them: a
+version started by another process (``openmart versions start``) applies to the next batch a
+long-running proxy writes, with no restart. A version a record carries that the mart has not
+seen (an endpoint that reports its model's revision, a user who logs ``asset_revision``) is
+registered and becomes the current version: a new model version starts a new production set by
+itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from openmart.errors import NotFound, ValidationError
+from openmart.mart import models
+
+SOURCES = ("subscribe", "migration", "user", "records")
+MAX_VERSION_LENGTH = 200
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    version: str
+    source: str
+    started_at: datetime
+    current: bool
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "source": self.source,
+            "started_at": self.started_at.isoformat(),
+            "current": self.current,
+            "note": self.note,
+        }
+
+
+def check_version(value: Any, name: str = "version") -> str:
+    """A version name: text, not empty, no control characters, at most 200 characters."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValidationError(f"{name} must be text (got {type(value).__name__})", column=name, value=value)
+    text = str(value).strip()
+    if not text or len(text) > MAX_VERSION_LENGTH or any(ord(ch) < 32 for ch in text):
+        raise ValidationError(
+            f"{name} {value!r}: give 1 to {MAX_VERSION_LENGTH} printable characters", column=name, value=value
+        )
+    return text
+
+
+def _driver(conn: Any) -> Any:
+    return conn.connection.driver_connection if isinstance(conn, Connection) else conn
+
+
+def list_for(conn: Connection, subscription_id: int) -> list[ModelVersion]:
+    """The subscription's versions, oldest first."""
+    current = current_version(conn, subscription_id)
+    rows = conn.execute(
+        sa.select(models.ModelVersion)
+        .where(models.ModelVersion.subscription_id == subscription_id)
+        .order_by(models.ModelVersion.started_at, models.ModelVersion.id)
+    ).scalars()
+    return [ModelVersion(r.version, r.source, r.started_at, r.version == current, r.note) for r in rows]
+
+
+def current_version(conn: Any, subscription_id: int) -> str | None:
+    with _driver(conn).cursor() as cur:
+        cur.execute("SELECT asset_revision FROM subscriptions WHERE id = %s", (subscription_id,))
+        row = cur.fetchone()
+    if row is None:
+        raise NotFound(f"no subscription with id {subscription_id}")
+    return row[0]
+
+
+def exists(conn: Any, subscription_id: int, version: str) -> bool:
+    with _driver(conn).cursor() as cur:
+        cur.execute(
+            "SELECT 1 FROM model_versions WHERE subscription_id = %s AND version = %s", (subscription_id, version)
+        )
+        return cur.fetchone() is not None
+
+
+def register(conn: Any, subscription_id: int, version: str, source: str, note: str | None = None) -> bool:
+    """Record the version (True when it is new; an existing one is left as it was)."""
+    assert source in SOURCES, source
+    with _driver(conn).cursor() as cur:
+        cur.execute(
+            "INSERT INTO model_versions (subscription_id, version, source, note) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (subscription_id, version) DO NOTHING RETURNING id",
+            (subscription_id, version, source, note),
+        )
+        return cur.fetchone() is not None
+
+
+def make_current(conn: Any, subscription_id: int, version: str) -> None:
+    with _driver(conn).cursor() as cur:
+        cur.execute("UPDATE subscriptions SET asset_revision = %s WHERE id = %s", (version, subscription_id))
+
+
+def start(conn: Connection, subscription_id: int, version: Any, *, note: str | None = None) -> bool:
+    """``version`` becomes the current version (registered if new; True when it was). Records
+    written from now on without a version of their own belong to it."""
+    name = check_version(version)
+    new = register(conn, subscription_id, name, "user", note)
+    make_current(conn, subscription_id, name)
+    return new
+
+
+def stamp(conn: Any, subscription_id: int, table: pa.Table) -> pa.Table:
+    """The batch with every record's version: its own ``asset_revision``, else the current
+    version. Versions the mart has not seen are registered; the last new one in the batch
+    becomes the current version. In the caller's transaction (the one writing the batch)."""
+    current = current_version(conn, subscription_id)
+    if "asset_revision" not in table.column_names:
+        return table.append_column("asset_revision", pa.array([current] * table.num_rows, pa.string()))
+    column = table.column("asset_revision")
+    if column.null_count == 0 and current is not None and pc.all(pc.equal(column, current)).as_py():
+        return table  # the usual case: every record of the current version
+    given = [v for v in pc.unique(column.drop_null()).to_pylist() if v != current]
+    newest = None
+    for version in given:
+        if register(conn, subscription_id, check_version(version, "asset_revision"), "records"):
+            newest = version
+    if newest is not None:
+        make_current(conn, subscription_id, newest)
+        current = newest
+    if column.null_count:
+        filled = pc.fill_null(column, pa.scalar(current, pa.string())) if current is not None else column
+        table = table.set_column(table.schema.get_field_index("asset_revision"), "asset_revision", filled)
+    return table
