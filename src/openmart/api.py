@@ -668,15 +668,20 @@ class Subscription(RecordFields):
         baseline: str | None = None,
         baseline_since: datetime | str | None = None,
         baseline_until: datetime | str | None = None,
+        version: str | None = None,
+        baseline_version: str | None = None,
     ) -> SliceResult:
         """Quality by slice over the window's labelled records, and the slices that cost the most,
         ranked by impact (``.frame``; every slice tested in ``.tested``; ``expressions`` such as
         ``"age > 50 and sex == 'F'"`` in ``.expressions``). Slices worse than the rest; with
         ``baseline="reference"`` or ``baseline_since``/``baseline_until``, slices whose metric
-        dropped from the baseline."""
+        dropped from the baseline. ``version``/``baseline_version``: one model version's
+        production records (a slice only v2 gets wrong: ``version="2", baseline_version="1"``)."""
         from openmart.slices.service import slices
 
-        window, base = self._slice_windows(since, until, last, baseline, baseline_since, baseline_until)
+        window, base = self._slice_windows(
+            since, until, last, baseline, baseline_since, baseline_until, version, baseline_version
+        )
         with self._mart.engine.connect() as conn:
             return slices(
                 self.context,
@@ -706,13 +711,17 @@ class Subscription(RecordFields):
         baseline_until: datetime | str | None = None,
         bins: int = 10,
         features: Sequence[str] | None = None,
+        version: str | None = None,
+        baseline_version: str | None = None,
     ) -> RootCause:
         """The features whose drift best explains the metric's change from the baseline (the
         reference when it holds predictions; else give ``baseline_since``/``baseline_until``),
         ranked (``.frame``)."""
         from openmart.slices.service import root_cause
 
-        window, base = self._slice_windows(since, until, last, baseline, baseline_since, baseline_until)
+        window, base = self._slice_windows(
+            since, until, last, baseline, baseline_since, baseline_until, version, baseline_version
+        )
         with self._mart.engine.connect() as conn:
             return root_cause(
                 self.context,
@@ -726,17 +735,26 @@ class Subscription(RecordFields):
 
     @staticmethod
     def _slice_windows(
-        since: Any, until: Any, last: Any, baseline: str | None, baseline_since: Any, baseline_until: Any
+        since: Any,
+        until: Any,
+        last: Any,
+        baseline: str | None,
+        baseline_since: Any,
+        baseline_until: Any,
+        version: str | None = None,
+        baseline_version: str | None = None,
     ) -> tuple[Window, Window | str | None]:
         from openmart.mart.windows import Window
 
         start, end = arguments.time_window(since, until)
-        window = Window(start, end, arguments.optional_integer(last, "last", minimum=1))
-        if baseline_since is not None or baseline_until is not None:
+        v = check_version(version) if version is not None else None
+        bv = check_version(baseline_version, "baseline_version") if baseline_version is not None else None
+        window = Window(start, end, arguments.optional_integer(last, "last", minimum=1), version=v)
+        if baseline_since is not None or baseline_until is not None or bv is not None:
             b_start, b_end = arguments.time_window(
                 baseline_since, baseline_until, since_name="baseline_since", until_name="baseline_until"
             )
-            return window, Window(b_start, b_end)
+            return window, Window(b_start, b_end, version=bv)
         if baseline is not None:
             return window, arguments.choice(baseline, "baseline", ("reference",))
         return window, None
