@@ -65,11 +65,11 @@ def _driver(conn: Any) -> Any:
 def list_for(conn: Connection, subscription_id: int) -> list[ModelVersion]:
     """The subscription's versions, oldest first."""
     current = current_version(conn, subscription_id)
-    rows = conn.execute(
+    rows = sa.orm.Session(bind=conn).scalars(
         sa.select(models.ModelVersion)
         .where(models.ModelVersion.subscription_id == subscription_id)
         .order_by(models.ModelVersion.started_at, models.ModelVersion.id)
-    ).scalars()
+    )
     return [ModelVersion(r.version, r.source, r.started_at, r.version == current, r.note) for r in rows]
 
 
