@@ -243,6 +243,12 @@ def test_expressions_through_the_api(broken) -> None:
     segment = rows.loc["region == 'north' and age > 60"]
     assert segment["value"] < 0.75 < segment["rest"] and segment["p_value"] < 1e-9
     assert rows.loc["sex == 'F'"]["p_value"] > 0.001
+    # the expressions asked together are one family: Benjamini-Hochberg over their p-values (scipy's oracle)
+    from scipy.stats import false_discovery_control
+
+    expected = false_discovery_control(result.expressions["p_value"].to_numpy(dtype=float), method="bh")
+    assert np.allclose(result.expressions["q_value"].to_numpy(dtype=float), expected, rtol=1e-12)
+    assert bool(segment["significant"]) and not bool(rows.loc["sex == 'F'"]["significant"])
     with pytest.raises(ValidationError, match="unknown feature 'regoin'"):
         broken.slices(expressions=["regoin == 'north'"])
     with pytest.raises(ValidationError, match="not a binary slice metric"):

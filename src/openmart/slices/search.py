@@ -48,7 +48,7 @@ MAX_PAIR_CELLS = 4096  # a pair of high-cardinality features is skipped, not mad
 @dataclass
 class SliceResult:
     """``frame``: the top slices, significant, by impact; ``tested``: every slice tested;
-    ``expressions``: the user's slices (always shown, each with its own unadjusted p-value)."""
+    ``expressions``: the user's slices (always shown; their p-values adjusted among themselves)."""
 
     metric: str
     higher_is_better: bool
@@ -240,7 +240,7 @@ def search(
         records=coded.n,
         frame=frame.rename(columns={"compared": against})[_columns(against)],
         tested=tested.rename(columns={"compared": against})[_columns(against)],
-        expressions=_expressions(metric, coded, values, total, expressions, against, base),
+        expressions=_expressions(metric, coded, values, total, expressions, against, base, alpha),
         settings={
             "min_share": min_share,
             "min_records": min_records,
@@ -263,7 +263,10 @@ def _expressions(
     expressions: Sequence[Expression],
     against: str,
     base: tuple[Coded, dict[str, np.ndarray]] | None,
+    alpha: float = 0.05,
 ) -> pd.DataFrame:
+    """The user's slices, each measured and tested; their p-values adjusted (Benjamini-Hochberg)
+    within the family of expressions asked for together, as the search adjusts its own."""
     rows = []
     for e in expressions:
         mask = evaluate(e, coded.columns)
@@ -290,8 +293,14 @@ def _expressions(
                 "difference": value - compared,
                 "impact": share * sign * (compared - value),
                 "p_value": p,
-                "q_value": np.nan,
-                "significant": bool(p <= 0.05) if np.isfinite(p) else False,
             }
         )
-    return pd.DataFrame(rows, columns=_columns(against))
+    frame = pd.DataFrame(rows, columns=_columns(against))
+    if len(frame):
+        p_values = frame["p_value"].to_numpy(dtype=float)
+        tested = np.isfinite(p_values)
+        q = np.full(len(frame), np.nan)
+        q[tested] = benjamini_hochberg(p_values[tested])
+        frame["q_value"] = q
+        frame["significant"] = (np.nan_to_num(q, nan=1.0) <= alpha) & (frame["impact"].to_numpy(dtype=float) > 0)
+    return frame
