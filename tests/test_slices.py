@@ -286,6 +286,20 @@ def test_root_cause_names_the_shifted_feature_that_matters(mart: openmart.Mart) 
     assert list(found.frame["feature"]).index("z") > 0
 
 
+def test_root_cause_explains_the_breached_metric_by_default(mart: openmart.Mart) -> None:
+    """A quality alert on recall: root cause without a metric measures recall, and says which alert."""
+    sub = _subscription(mart, _shifted(3000, 16, shift=1.5), _shifted(3000, 17, shift=0.0), name="breach")
+    assert sub.root_cause().metric == "accuracy"  # no alert yet: the default
+    sub.monitors.enable("quality", thresholds=["recall=0.99", "roc_auc=0.0"], min_records=10)
+    sub.evaluate()
+    (alert,) = [a for a in mart.alerts(status="open").itertuples() if a.monitor == "quality"]
+    assert alert.metric == "recall"
+    found = sub.root_cause()
+    assert found.metric == "recall" and found.settings["metric_from_alert"] == alert.id
+    mart.resolve_alert(alert.id)
+    assert sub.root_cause().metric == "accuracy"
+
+
 def test_root_cause_needs_a_labelled_baseline(mart: openmart.Mart) -> None:
     reference = _shifted(500, 14, shift=0.0).drop(columns="prediction")
     sub = _subscription(mart, _shifted(500, 15, shift=1.0), reference, name="nopred")

@@ -119,8 +119,15 @@ class Window:
             baseline=cls.from_dict(base) if base else None,
         )
 
-    def table(self, tables: Tables) -> str:
-        """The table the set's records are in."""
+    def table(self, tables: Tables | str) -> str:
+        """The table the set's records are in. A plain table name (a payload table: the form
+        plug-ins written before record sets use) serves production windows only."""
+        if isinstance(tables, str):
+            if self.labelled_set:
+                raise ValidationError(
+                    f"a {self.environment} set is read from the reference table: pass the subscription's context"
+                )
+            return tables
         return tables.reference_table if self.labelled_set else tables.payload_table
 
     def _where(self, column: str, version_column: str = "asset_revision") -> tuple[str, dict[str, Any]]:
@@ -190,14 +197,15 @@ class Relation:
         return select.replace("{w}", f"({self.sql}) w"), {**self.params, **(extra or {})}
 
 
-def payload(window: Window, tables: Tables) -> Relation:
+def payload(window: Window, tables: Tables | str) -> Relation:
     """The window's records, every column: payload records, or a labelled set's rows."""
     return Relation(*window.payload_sql(window.table(tables)))
 
 
 def labelled(
     window: Window,
-    tables: Tables,
+    tables: Tables | str,
+    payload_table: str | None = None,
     *,
     joined: Sequence[str] = (),
     feedback: Sequence[str] = (),
@@ -206,7 +214,12 @@ def labelled(
     """The window's labelled records: feedback records (production), or a labelled set's rows.
     ``joined`` columns are taken from the payload twin when there is one, from the feedback
     record otherwise; ``feedback`` columns from the feedback record (the label). Each keeps its
-    own name. Rows where a ``present`` column is NULL are left out."""
+    own name. Rows where a ``present`` column is NULL are left out. The older form
+    ``labelled(window, feedback_table, payload_table, ...)`` serves production windows."""
+    if isinstance(tables, str):
+        if window.labelled_set or payload_table is None:
+            raise ValidationError("labelled(): pass the subscription's context (or feedback and payload table names)")
+        tables = _Named(payload_table=payload_table, feedback_table=tables, reference_table="")
     if window.labelled_set:
         names = list(dict.fromkeys([*joined, *feedback]))
         sql, params = window.payload_sql(tables.reference_table, ", ".join(quote(c) for c in names) or "record_id")
@@ -217,6 +230,13 @@ def labelled(
     if present:
         sql = f"SELECT * FROM ({sql}) l WHERE " + " AND ".join(f"{quote(c)} IS NOT NULL" for c in present)
     return Relation(sql, params)
+
+
+@dataclass(frozen=True)
+class _Named:
+    payload_table: str
+    feedback_table: str
+    reference_table: str
 
 
 def reference_window(reference_version: str | None) -> Window:
@@ -280,8 +300,19 @@ def set_rows(
     return fetch_frame(conn, sql, params)
 
 
-def reference_rows(
-    conn: Any, tables: Tables, reference_version: str | None, columns: Sequence[str], limit: int | None = None
-) -> pd.DataFrame:
-    """Rows of THE reference (some columns, the first ``limit`` stored)."""
-    return set_rows(conn, reference_window(reference_version), tables, columns, limit)
+def reference_rows(conn: Any, tables: Tables | str, columns: Sequence[str], limit: int | None = None) -> pd.DataFrame:
+    """Rows of THE reference (some columns, the first ``limit`` stored): the training set of the
+    reference version, as the mart says now. ``tables``: the subscription's context, or its
+    reference table's name."""
+    table = tables if isinstance(tables, str) else tables.reference_table
+    with driver(conn).cursor() as cur:
+        cur.execute("SELECT reference_version FROM subscriptions WHERE reference_table = %s", (table,))
+        found = cur.fetchone()
+    version = found[0] if found else None
+    where = "environment = 'training' AND asset_revision IS NOT DISTINCT FROM %(r_version)s"
+    sql = f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(table)} WHERE {where} ORDER BY record_id"
+    params: dict[str, Any] = {"r_version": version}
+    if limit is not None:
+        sql += " LIMIT %(r_limit)s"
+        params["r_limit"] = int(limit)
+    return fetch_frame(conn, sql, params)

@@ -115,9 +115,7 @@ def _reference_importance(
     from openmart.explain.service import output_function
 
     s = ctx.schema
-    ref = windows.reference_rows(
-        conn, ctx, ctx.record.reference_version, s.feature_names, int(config.parameters.get("sample", 10))
-    )
+    ref = windows.reference_rows(conn, ctx, s.feature_names, int(config.parameters.get("sample", 10)))
     for f in s.numeric_features:
         ref[f] = pd.to_numeric(ref[f])
     predictions = provider.score(ctx.deployment_id, ref).predictions  # one batch for all of them

@@ -8,11 +8,12 @@ from typing import Any
 
 from openmart.context import SubscriptionContext, context_of
 from openmart.errors import ValidationError
+from openmart.mart import alerts
 from openmart.mart.windows import Window
 from openmart.schema import ColumnKind
 from openmart.slices import data
 from openmart.slices.expressions import Expression, parse
-from openmart.slices.metrics import metric_for
+from openmart.slices.metrics import METRICS, metric_for
 from openmart.slices.rootcause import RootCause, attribute
 from openmart.slices.search import SliceResult, search
 
@@ -106,8 +107,13 @@ def root_cause(
     bins: int = data.DEFAULT_BINS,
     features: Sequence[str] | None = None,
 ) -> RootCause:
-    """Rank the features by how much of the metric's change from ``baseline`` their drift explains."""
+    """Rank the features by how much of the metric's change from ``baseline`` their drift explains.
+    ``metric`` None: the quality metric of the subscription's newest unresolved quality alert (the
+    breached metric, when the slice metrics have it), else accuracy or MAE."""
     ctx = context_of(ctx)
+    alert_id = None
+    if metric is None:
+        metric, alert_id = breached_metric(conn, ctx)
     spec = metric_for(ctx.schema.problem_type, metric)
     names = data.feature_names(ctx.schema, features)
     coded, base, binning = _load(conn, ctx, window, baseline, names, bins, [])
@@ -130,4 +136,21 @@ def root_cause(
     )
     found.settings.update({"bins": bins, "edges_from": binning.source, "window": window.to_dict()})
     found.settings["baseline"] = baseline if isinstance(baseline, str) else baseline.to_dict()
+    if alert_id is not None:
+        found.settings["metric_from_alert"] = alert_id
     return found
+
+
+def breached_metric(conn: Any, ctx: SubscriptionContext) -> tuple[str | None, int | None]:
+    """The metric of the newest unresolved quality alert that the slice metrics can measure, and
+    the alert's id; (None, None) when there is none."""
+    usable = {name for name, m in METRICS.items() if ctx.schema.problem_type in m.problems}
+    found = [
+        a
+        for a in alerts.list_alerts(conn, status="all", subscription=ctx.name)
+        if a.monitor == "quality" and str(a.status) != "resolved" and a.metric in usable
+    ]
+    if not found:
+        return None, None
+    newest = max(found, key=lambda a: a.id)
+    return newest.metric, newest.id
