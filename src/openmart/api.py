@@ -44,6 +44,7 @@ from openmart.schema import ProblemType, SubscriptionSchema, infer_schema
 if TYPE_CHECKING:
     from openmart.alerting.dispatcher import Backoff, DeliveryCounts
     from openmart.alerting.messages import Message
+    from openmart.evaluation.compare import Comparison
     from openmart.evaluation.results import EvaluationResult
     from openmart.evaluation.scheduler import ScheduledRun
     from openmart.explain.service import StoredExplanation
@@ -599,6 +600,30 @@ class Subscription(RecordFields):
             wait=wait,
             on_started=on_started,
         )
+
+    def compare(
+        self,
+        target: Window | str,
+        baseline: Window | str | None = None,
+        *,
+        monitors: Sequence[str] | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> Comparison:
+        """Compare two record sets: ``"production:2"``, ``"validation:2"``, ``"training:1"``,
+        ``"production:1@2026-11-01..2026-11-08"`` or a ``Window``. ``baseline`` defaults to THE
+        reference (the training set of the reference version). ``monitors``: drift, quality,
+        fairness (default: those of them enabled); each runs with its enabled settings. Drift
+        measures the target against the baseline; quality and fairness are measured on both.
+        Stored as evaluations of kind ``comparison``: no alert is opened. docs/evaluation-store.md."""
+        from openmart.evaluation.compare import compare
+
+        return compare(self.context, target, baseline, monitors=monitors, progress=progress, flush=self.flush)
+
+    def comparisons(self, *, limit: int = 3) -> list[Comparison]:
+        """The newest stored comparisons, newest first."""
+        from openmart.evaluation.compare import latest
+
+        return latest(self.context, limit=arguments.integer(limit, "limit", minimum=1))
 
     def evaluations(self, *, status: str | None = None, limit: int | None = None) -> list[EvaluationRecord]:
         """This subscription's evaluations, newest first (those whose process died are marked

@@ -8,6 +8,7 @@ from openmart.cli import (
     alerting,
     bind,
     capture,
+    compare,
     constraints,
     db,
     explain,
@@ -82,6 +83,7 @@ app.command("performance")(performance.performance)
 app.command("slices")(slices.slices)
 app.command("root-cause")(slices.root_cause)
 app.add_typer(constraints.app, name="constraints")
+app.command("compare")(compare.compare)
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
 from openmart.errors import MartError, NotFound
@@ -318,6 +319,36 @@ def list_for(
     q = q.order_by(models.Evaluation.id.desc())
     if limit is not None:
         q = q.limit(limit)
+    return [_record(r) for r in sa.orm.Session(bind=conn).scalars(q)]
+
+
+def merge_summary(conn: Connection, evaluation_id: int, extra: Mapping[str, Any]) -> None:
+    """Add keys to a finished evaluation's summary (a comparison's two evaluations name each
+    other this way: ``summary["comparison"]``)."""
+    e = models.Evaluation
+    conn.execute(
+        sa.update(e)
+        .where(e.id == evaluation_id)
+        .values(summary=e.summary.op("||")(sa.cast(sa.literal(dict(extra), JSONB), JSONB)))
+    )
+
+
+def comparisons(conn: Connection, subscription_id: int, *, limit: int = 3) -> list[EvaluationRecord]:
+    """The subscription's newest finished comparisons, newest first: their TARGET evaluations
+    (the baseline side of a comparison, ``summary.comparison.role = baseline``, is left out)."""
+    e = models.Evaluation
+    role = e.summary["comparison"]["role"].astext
+    q = (
+        sa.select(e)
+        .where(
+            e.subscription_id == subscription_id,
+            e.kind == "comparison",
+            e.status == EvaluationStatus.FINISHED,
+            sa.or_(role.is_(None), role != "baseline"),
+        )
+        .order_by(e.id.desc())
+        .limit(limit)
+    )
     return [_record(r) for r in sa.orm.Session(bind=conn).scalars(q)]
 
 
