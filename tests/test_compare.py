@@ -213,3 +213,16 @@ def test_cli_compare(story: dict, cli) -> None:  # type: ignore[no-untyped-def]
     assert data["target"]["set"] == "production v2" and data["baseline"]["set"] == "production v1"
     bad = cli("compare", "loans", "--target", "staging:2", ok=False)
     assert bad.exit_code != 0 and "staging" in bad.stderr
+
+
+def test_report_shows_the_latest_comparison_apart_from_monitoring(story: dict) -> None:
+    from openmart.report.html import render
+
+    sub = story["sub"]
+    sub.compare("production:2", baseline="production:1")
+    page = render(sub)
+    section = page[page.index("<h2>Comparisons") : page.index("<h2>Explanations")]
+    assert "production v2 against production v1" in section
+    assert "<svg" in section and "accuracy" in section and "b (ks p-value" in section
+    # a comparison is not the monitored stream's latest evaluation
+    assert "Latest evaluation: not evaluated yet" in page

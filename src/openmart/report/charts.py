@@ -151,3 +151,23 @@ def throughput_latency(
     bottom.legend(loc="best", frameon=False, fontsize=7)
     fig.autofmt_xdate()
     return _svg(fig)
+
+
+def paired_bars(
+    title: str,
+    labels: Sequence[str],
+    first: Sequence[float | None],
+    second: Sequence[float | None],
+    names: Sequence[str],
+) -> str:
+    """Two bars per label (a comparison's baseline and target), missing values left out."""
+    fig, ax = plt.subplots(figsize=(0.9 + 0.62 * max(len(labels), 3), 2.5))
+    xs = range(len(labels))
+    width = 0.4
+    nan = float("nan")
+    ax.bar([x - width / 2 for x in xs], [nan if v is None else v for v in first], width, color=REF, label=names[0])
+    ax.bar([x + width / 2 for x in xs], [nan if v is None else v for v in second], width, color=CUR, label=names[1])
+    ax.set_xticks(list(xs), labels, rotation=45 if len(labels) > 3 else 0, ha="right" if len(labels) > 3 else "center")
+    ax.set_title(title)
+    ax.legend(frameon=False, fontsize=7)
+    return _svg(fig)

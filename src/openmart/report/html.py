@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from openmart.report import charts, performance, slices
+from openmart.report import charts, comparisons, performance, slices
 
 if TYPE_CHECKING:
     from openmart.api import Subscription
@@ -231,6 +231,11 @@ def _data_quality(sub: Subscription) -> str:
 
 def render(sub: Subscription) -> str:
     history = sub.measurements()
+    # comparisons of two record sets have a section of their own: the monitored stream's
+    # history and latest evaluation are the monitoring evaluations'
+    compared = {e.id for e in sub.evaluations() if e.kind == "comparison"}
+    if compared and not history.empty:
+        history = history[~history["evaluation_id"].isin(compared)]
     latest = _latest(history)
     alerts = sub.mart.alerts()
     alerts = alerts[alerts["subscription"] == sub.name].tail(20)
@@ -271,6 +276,7 @@ def render(sub: Subscription) -> str:
 {_data_quality(sub)}
 <h2>Performance: throughput, latency, errors</h2>{performance.section(sub)}
 <h2>Slices: where quality is worst</h2>{slices.section(sub)}
+<h2>Comparisons: one record set against another</h2>{comparisons.section(sub)}
 <h2>Explanations</h2>{_explanations(sub)}
 </body></html>
 """
