@@ -165,6 +165,32 @@ def test_a_comparison_is_stored_as_comparison_evaluations_and_opens_no_alert(sto
     assert _alerts(mart) > 0
 
 
+def test_the_monitored_history_and_the_dashboard_leave_comparisons_out(story: dict, mart: openmart.Mart) -> None:
+    from openmart.mart import dashboard
+
+    sub = story["sub"]
+    sub.evaluate()
+    history = sub.measurements()
+    chips_before = _chips(mart, sub.id)
+    result = sub.compare("production:2", baseline="validation:2")
+    assert len(result.frame) and sub.measurements().equals(history)
+    with mart.engine.connect() as conn:
+        (row,) = [r for r in dashboard.overview(conn) if r.name == sub.name]
+        drift_points = dashboard.measurement_history(conn, sub.id, "drift")
+    assert row.last_evaluation_id not in result.evaluation_ids
+    assert _chips(mart, sub.id) == chips_before
+    stored = mart.sql(f"SELECT count(*) AS n FROM measurements WHERE evaluation_id = {result.target_evaluation}")
+    assert int(stored["n"].iloc[0]) > 0 and len(drift_points) == len(history[history["monitor"] == "drift"])
+
+
+def _chips(mart: openmart.Mart, sid: int) -> list[tuple[str, str]]:
+    from openmart.mart import dashboard
+
+    with mart.engine.connect() as conn:
+        (row,) = [r for r in dashboard.overview(conn) if r.id == sid]
+    return [(c.kind, str(c.status)) for c in row.chips]
+
+
 def test_too_small_a_set_reports_not_enough_data(story: dict) -> None:
     sub, prod1 = story["sub"], story["prod1"]
     # 20 records of v1 (5 minutes apart): fewer than every monitor's min_records (50)

@@ -118,10 +118,16 @@ FROM subscriptions s
 LEFT JOIN bindings b ON b.id = s.binding_id
 LEFT JOIN LATERAL (
   SELECT e.id, e.started_at, e.finished_at, e.status FROM evaluations e
-  WHERE e.subscription_id = s.id ORDER BY e.id DESC LIMIT 1
+  WHERE e.subscription_id = s.id AND e.kind = 'monitoring' ORDER BY e.id DESC LIMIT 1
 ) le ON true
 ORDER BY s.name
 """
+
+#: the monitored stream's measurements only: a comparison's or a chunked evaluation's are shown
+#: with their own evaluation (few such evaluations per subscription: a short list to skip)
+_STREAM_ONLY = (
+    " AND evaluation_id <> ALL(ARRAY(SELECT id FROM evaluations WHERE subscription_id = :sid AND kind <> 'monitoring'))"
+)
 
 _CHIPS = """
 SELECT m.subscription_id, m.kind, e.id, coalesce(e.finished_at, e.started_at) AS at, e.status,
@@ -132,7 +138,7 @@ FROM monitors m
 LEFT JOIN LATERAL (
   SELECT r.* FROM (
     SELECT ev.id, ev.started_at, ev.finished_at, ev.status, ev.summary FROM evaluations ev
-    WHERE ev.subscription_id = m.subscription_id AND ev.status IN ('finished', 'failed')
+    WHERE ev.subscription_id = m.subscription_id AND ev.status IN ('finished', 'failed') AND ev.kind = 'monitoring'
     ORDER BY ev.id DESC LIMIT :lookback
   ) r
   WHERE r.summary ? m.kind OR (r.status = 'failed' AND r.summary -> 'error' ->> 'step' = 'running monitors')
@@ -218,7 +224,8 @@ def measurement_history(
         params["feature"] = feature
     sql = (
         f"SELECT {_POINT} FROM (SELECT {_POINT}, id FROM measurements WHERE subscription_id = :sid "
-        f"AND monitor = :monitor{where} ORDER BY measured_at DESC, id DESC LIMIT :limit) m ORDER BY measured_at, id"
+        f"AND monitor = :monitor{where}{_STREAM_ONLY} ORDER BY measured_at DESC, id DESC LIMIT :limit) m "
+        "ORDER BY measured_at, id"
     )
     rows = _rows(conn, sql, sid=subscription_id, monitor=monitor, limit=int(limit), **params)
     return [MeasurementPoint(**r._mapping) for r in rows]
@@ -238,7 +245,7 @@ def latest_details(
     latest = conn.execute(
         sa.text(
             "SELECT evaluation_id FROM measurements WHERE subscription_id = :sid AND monitor = :monitor"
-            f"{where} ORDER BY measured_at DESC, id DESC LIMIT 1"
+            f"{where}{_STREAM_ONLY} ORDER BY measured_at DESC, id DESC LIMIT 1"
         ),
         {"sid": subscription_id, "monitor": monitor, **params},
     ).scalar()

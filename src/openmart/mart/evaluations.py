@@ -401,9 +401,16 @@ def measurements_frame(
     limit: int | None = None,
 ) -> pd.DataFrame:
     """The subscription's measurements (only this metric / monitor / evaluation, measured in
-    [since, until), when given), oldest first; ``limit``: the newest that many of them."""
+    [since, until), when given), oldest first; ``limit``: the newest that many of them. Without
+    ``evaluation_id``, the monitored stream's history (chunked evaluations' with their chunk
+    columns): a comparison's measurements are read through its evaluation."""
     m = models.Measurement
     q = sa.select(m).where(m.subscription_id == subscription_id)
+    if evaluation_id is None:
+        others = sa.select(models.Evaluation.id).where(
+            models.Evaluation.subscription_id == subscription_id, models.Evaluation.kind == "comparison"
+        )
+        q = q.where(m.evaluation_id.not_in(others))
     if metric:
         q = q.where(m.metric == metric)
     if monitor:
