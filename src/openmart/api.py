@@ -581,14 +581,37 @@ class Subscription(RecordFields):
         wait: bool = True,
         progress: Callable[[str], None] | None = None,
         on_started: Callable[[int], object] | None = None,
+        chunk_by: str | None = None,
+        on_chunk: Callable[[int, int], object] | None = None,
     ) -> EvaluationResult:
         """Run the enabled monitors over the window; stores and returns the measurements and
         alerts — all of them, or (anything failed) none: the evaluation is recorded failed and
         EvaluationFailed raised. While another evaluation of this subscription runs, wait for
-        it (``wait=False``: raise EvaluationBusy)."""
+        it (``wait=False``: raise EvaluationBusy).
+
+        ``chunk_by`` (``"1d"``, ``"size=500"``, ``"number=10"``): cut the window into chunks and
+        run the monitors on each, as ONE evaluation of kind ``chunked`` (a ``ChunkedResult``:
+        ``result.frame`` is one row per chunk and measurement; alerts come from the newest chunk;
+        ``on_chunk(index, total)`` hears each chunk). docs/chunks.md."""
         from openmart.evaluation.runner import evaluate
 
         start, end = arguments.time_window(since, until)
+        if chunk_by is not None:
+            from openmart.evaluation import chunks
+
+            return chunks.evaluate(
+                self.context,
+                chunk_by,
+                since=start,
+                until=end,
+                last=arguments.optional_integer(last, "last", minimum=1),
+                kinds=kinds,
+                progress=progress,
+                on_chunk=on_chunk,
+                flush=self.flush,
+                wait=wait,
+                on_started=on_started,
+            )
         return evaluate(
             self.context,
             since=start,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from openmart.mart.alerts import AlertChanges
@@ -27,6 +28,11 @@ class Measurement:
     feature: str | None = None
     group: str | None = None
     details: dict[str, Any] | None = None
+    #: a chunked evaluation's chunk (docs/chunks.md): its index, scoring times and record count
+    chunk: int | None = None
+    chunk_start: datetime | None = None
+    chunk_end: datetime | None = None
+    chunk_records: int | None = None
 
     def __post_init__(self) -> None:
         self.value = _clean(self.value)
@@ -47,7 +53,16 @@ class Measurement:
             "breached": self.breached,
             "feature": self.feature,
             "group": self.group,
-        }
+        } | (
+            {
+                "chunk": self.chunk,
+                "chunk_start": self.chunk_start.isoformat() if self.chunk_start else None,
+                "chunk_end": self.chunk_end.isoformat() if self.chunk_end else None,
+                "chunk_records": self.chunk_records,
+            }
+            if self.chunk is not None
+            else {}
+        )
 
     def describe(self) -> str:
         where = "".join(f" [{k}={v}]" for k, v in (("feature", self.feature), ("group", self.group)) if v)

@@ -71,7 +71,7 @@ from openmart.mart import feedback as feedback_table
 from openmart.mart.alerts import AlertChanges, AlertKey, Breach
 from openmart.mart.evaluations import EvaluationRecord
 from openmart.mart.windows import Window
-from openmart.monitors import registry
+from openmart.monitors import learned, registry
 from openmart.monitors.config import MonitorConfig
 
 log = logging.getLogger(__name__)
@@ -359,6 +359,14 @@ def _store(
     ids = evaluations.add_measurements(conn, evaluation_id, ctx.id, measurements)
     if not alerting:
         return AlertChanges((), (), ())
+    return _alert(ctx, conn, evaluation_id, measurements, ids)
+
+
+def _alert(
+    ctx: SubscriptionContext, conn: Connection, evaluation_id: int, measurements: list[Measurement], ids: list[int]
+) -> AlertChanges:
+    """Open or update the alerts of breached measurements (stored with ``ids``), resolve those of
+    passing ones."""
     breaches = [
         Breach(_key(m), mid, f"{ctx.name}: {m.describe()}")
         for m, mid in zip(measurements, ids, strict=True)
@@ -463,6 +471,7 @@ def _run_monitor(
     started = time.perf_counter()
     try:
         outcome = _call_monitor(ctx, conn, config, window)
+        learned.rejudge(config, outcome)  # a learned band judges its metric on both sides
     except Exception as exc:
         log.exception("%s monitor failed on %r", config.kind, ctx.name)
         outcome = MonitorOutcome(str(config.kind), status="error", reason=f"{type(exc).__name__}: {exc}")

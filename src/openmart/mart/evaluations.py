@@ -380,6 +380,11 @@ def add_measurements(
             "feature": m.feature,
             "group": m.group,
             "details": m.details,
+            # a chunked evaluation's measurements say which chunk (docs/chunks.md); others have none
+            "chunk": getattr(m, "chunk", None),
+            "chunk_start": getattr(m, "chunk_start", None),
+            "chunk_end": getattr(m, "chunk_end", None),
+            "chunk_records": getattr(m, "chunk_records", None),
         }
         for m in measurements
     ]

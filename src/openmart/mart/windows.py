@@ -63,6 +63,11 @@ class Window:
     environment: str = PRODUCTION
     version: str | None = None
     baseline: Window | None = None
+    #: a chunk's bounds on the record order (docs/chunks.md): rows whose key is > ``after_key``
+    #: and <= ``until_key``. The key is ``(scoring_timestamp, scoring_id)`` for production and
+    #: ``(record_id,)`` for a labelled set; None: unbounded on that side.
+    after_key: tuple[Any, ...] | None = None
+    until_key: tuple[Any, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.environment not in (PRODUCTION, *LABELLED_SETS):
@@ -102,6 +107,10 @@ class Window:
             out["version"] = self.version
         if self.baseline is not None:
             out["baseline"] = self.baseline.to_dict()
+        for name in ("after_key", "until_key"):
+            key = getattr(self, name)
+            if key is not None:
+                out[name] = [v.isoformat() if isinstance(v, datetime) else v for v in key]
         return out
 
     @classmethod
@@ -117,6 +126,8 @@ class Window:
             environment=data.get("environment") or PRODUCTION,
             version=data.get("version"),
             baseline=cls.from_dict(base) if base else None,
+            after_key=_key(data.get("after_key")),
+            until_key=_key(data.get("until_key")),
         )
 
     def table(self, tables: Tables | str) -> str:
@@ -130,8 +141,11 @@ class Window:
             return tables
         return tables.reference_table if self.labelled_set else tables.payload_table
 
-    def _where(self, column: str, version_column: str = "asset_revision") -> tuple[str, dict[str, Any]]:
+    def _where(
+        self, column: str, version_column: str = "asset_revision", key: str | None = None
+    ) -> tuple[str, dict[str, Any]]:
         where, params = [], {}
+        where += self._key_bounds(key or column, params)
         if self.since is not None:
             where.append(f"{column} >= %(w_since)s")
             params["w_since"] = self.since
@@ -142,6 +156,17 @@ class Window:
             where.append(f"{version_column} = %(w_version)s")
             params["w_version"] = self.version
         return (" WHERE " + " AND ".join(where)) if where else "", params
+
+    def _key_bounds(self, key: str, params: dict[str, Any]) -> list[str]:
+        """Row-value comparisons on the record order: a chunk's rows (half-open: after, until]."""
+        out = []
+        for name, op, bound in (("after", ">", self.after_key), ("until", "<=", self.until_key)):
+            if bound is None:
+                continue
+            names = [f"%(w_{name}_{i})s" for i in range(len(bound))]
+            params.update({f"w_{name}_{i}": v for i, v in enumerate(bound)})
+            out.append(f"({key}) {op} ({', '.join(names)})" if len(bound) > 1 else f"{key} {op} {names[0]}")
+        return out
 
     def _set_sql(self, table: str, columns: str) -> tuple[str, dict[str, Any]]:
         where, params = self._where("record_id")
@@ -159,7 +184,7 @@ class Window:
         ``table``, or, for a labelled set, its rows of ``table`` (the reference table)."""
         if self.labelled_set:
             return self._set_sql(table, columns)
-        where, params = self._where("scoring_timestamp")
+        where, params = self._where("scoring_timestamp", key="scoring_timestamp, scoring_id")
         sql = f"SELECT {columns} FROM {quote(table)}{where}"
         if self.last is not None:
             sql += " ORDER BY scoring_timestamp DESC LIMIT %(w_last)s"
@@ -171,7 +196,9 @@ class Window:
         (``p.``) — a feedback record falls in the window by its payload's scoring time, or by
         the time it was recorded when it stands alone; its version is its twin's, else its own."""
         where, params = self._where(
-            "coalesce(p.scoring_timestamp, f.recorded_at)", "coalesce(p.asset_revision, f.asset_revision)"
+            "coalesce(p.scoring_timestamp, f.recorded_at)",
+            "coalesce(p.asset_revision, f.asset_revision)",
+            key="coalesce(p.scoring_timestamp, f.recorded_at), f.scoring_id",
         )
         sql = (
             f"SELECT {columns} FROM {quote(feedback)} f LEFT JOIN {quote(payload)} p "
@@ -181,6 +208,12 @@ class Window:
             sql += " ORDER BY coalesce(p.scoring_timestamp, f.recorded_at) DESC LIMIT %(w_last)s"
             params["w_last"] = int(self.last)
         return sql, params
+
+
+def _key(value: Any) -> tuple[Any, ...] | None:
+    if value is None:
+        return None
+    return tuple(datetime.fromisoformat(v) if i == 0 and isinstance(v, str) else v for i, v in enumerate(value))
 
 
 @dataclass(frozen=True)

@@ -279,7 +279,8 @@ _SIDES = {
 def parse_thresholds(kind: str, metrics: Sequence[MetricSpec], given: Sequence[Any]) -> list[Threshold]:
     """``metric=value``, ``metric:lower=value``/``metric:upper=value``, or a mapping
     ``{metric, value[, type][, feature]}``; each metric a declared one, each value a number in the
-    metric's range."""
+    metric's range, or ``learned`` (``learned:K``; a mapping may give ``k``): a band learned from
+    the reference's chunks when the monitor is enabled (docs/chunks.md)."""
     specs = {m.name: m for m in metrics}
     known = ", ".join(sorted(specs)) or "none"
     out: list[Threshold] = []
@@ -308,6 +309,14 @@ def parse_thresholds(kind: str, metrics: Sequence[MetricSpec], given: Sequence[A
             ttype = _SIDES[str(side)]
         else:
             ttype = spec.threshold_type
+        k = learned_k(raw)
+        if k is not None:  # learned from the reference's chunks when the monitor is enabled (learned.py)
+            extra = t.get("k") if isinstance(t, Mapping) else None
+            k = _number(extra) if extra is not None else k
+            if k is None or k <= 0:
+                raise MonitorError(f"{kind} threshold {text!r}: k (standard deviations) must be a number > 0")
+            out.append(Threshold(spec.name, ttype, float("nan"), str(feature) if feature else None, {"k": k}))
+            continue
         value = _number(raw)
         if value is None:
             raise MonitorError(f"{kind} threshold {text!r}: {raw!r} is not a number")
@@ -315,6 +324,25 @@ def parse_thresholds(kind: str, metrics: Sequence[MetricSpec], given: Sequence[A
             raise MonitorError(f"{kind} threshold {text!r}: {spec.name} must be {spec.describe_range()}")
         out.append(Threshold(spec.name, ttype, value, str(feature) if feature else None))
     return out
+
+
+#: a threshold's value that asks for a learned band (``accuracy=learned``, ``accuracy=learned:2``)
+LEARNED = "learned"
+DEFAULT_K = 3.0
+
+
+def learned_k(raw: Any) -> float | None:
+    """``learned`` -> 3.0 (NannyML's default), ``learned:2`` -> 2.0; None: not a learned threshold
+    (``learned:x`` gives -1, refused by the caller)."""
+    if not isinstance(raw, str):
+        return None
+    word, sep, k = raw.strip().lower().partition(":")
+    if word != LEARNED:
+        return None
+    if not sep:
+        return DEFAULT_K
+    value = _number(k)
+    return value if value is not None else -1.0
 
 
 def _number(raw: Any) -> float | None:

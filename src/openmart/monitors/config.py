@@ -36,21 +36,39 @@ class Threshold:
     type: ThresholdType
     value: float
     feature: str | None = None
+    #: a threshold learned from THE reference's chunks (monitors/learned.py, docs/chunks.md): the
+    #: band ``lower``..``upper`` = mean ± k·std of the metric over reference chunks, with ``k``,
+    #: ``mean``, ``std``, the reference chunk ``values`` and the ``chunking``; ``value`` is then
+    #: the band's limit on the metric's own side (what a plain reader of thresholds sees)
+    learned: dict[str, Any] | None = None
 
     def breached(self, value: float | None) -> bool:
         if value is None:
             return False
+        if self.learned and "lower" in self.learned:  # a learned band: breached on either side
+            lower, upper = self.learned["lower"], self.learned["upper"]
+            return (lower is not None and value < lower) or (upper is not None and value > upper)
         return value < self.value if self.type is ThresholdType.LOWER_LIMIT else value > self.value
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"metric": self.metric, "type": str(self.type), "value": self.value}
         if self.feature:
             out["feature"] = self.feature
+        if self.learned is not None:
+            out["learned"] = self.learned
         return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Threshold:
-        return cls(str(d["metric"]), ThresholdType(d["type"]), float(d["value"]), d.get("feature"))
+        learned = d.get("learned")
+        value = d.get("value")
+        return cls(
+            str(d["metric"]),
+            ThresholdType(d["type"]),
+            float(value) if value is not None else float("nan"),
+            d.get("feature"),
+            dict(learned) if learned is not None else None,
+        )
 
 
 _THRESHOLD = re.compile(r"^(?P<metric>[A-Za-z_][A-Za-z0-9_]*)(?::(?P<type>lower|upper))?\s*=\s*(?P<value>\S+)$")

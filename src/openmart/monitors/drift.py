@@ -61,6 +61,7 @@ from openmart.monitors.base import (
     MonitorOutcome,
     OptionSpec,
     context_of,
+    learned_k,
     min_records_option,
     thresholds_option,
 )
@@ -280,6 +281,14 @@ class DriftMonitor(BaseMonitor):
                     continue
                 if not name:
                     raise MonitorError(f"drift threshold {t!r}: expected TEST=value, COLUMN=value or a number")
+            k = learned_k(raw)
+            if k is not None and (name in tests or name == SHARE):  # a band learned from reference chunks
+                if k <= 0:
+                    raise MonitorError(f"drift threshold {t!r}: k (standard deviations) must be a number > 0")
+                p_value = name in tests and tests[name].p_value
+                side = ThresholdType.LOWER_LIMIT if p_value else ThresholdType.UPPER_LIMIT
+                parsed.append(Threshold(name, side, float("nan"), None, {"k": k}))
+                continue
             value = _value(t, raw)
             if name == SHARE:
                 if not 0 < value <= 1:

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from openmart.context import SubscriptionContext
 from openmart.errors import MonitorError, NotFound, ValidationError
 from openmart.mart import monitor_configs, schedules
-from openmart.monitors import registry
+from openmart.monitors import learned, registry
 from openmart.monitors.base import Monitor, context_of, validate_options
 from openmart.monitors.config import MonitorConfig, Threshold
 from openmart.monitors.schedule import OFF, MonitorSchedule, default_seconds, parse_every, schedule_of
@@ -30,8 +31,16 @@ class Monitors:
         against the subscription (its columns, classes, reference)."""
         monitor = registry.get(kind)
         ctx = self.ctx
+        if isinstance(options.get("thresholds"), Mapping):  # {"accuracy": "learned", "f1": 0.7}
+            options["thresholds"] = [f"{metric}={value}" for metric, value in options["thresholds"].items()]
         config = monitor.configure(ctx, **validate_options(monitor, options))
         _check_config(monitor, config)
+        if learned.has_learned(config):  # learned from THE reference's chunks now (docs/chunks.md)
+            with ctx.engine.connect() as conn:
+                try:
+                    config = learned.learn(ctx, conn, monitor, config, learned.DEFAULT_CHUNKING)
+                finally:
+                    conn.rollback()
         with ctx.engine.begin() as conn:
             monitor_configs.upsert(
                 conn,
