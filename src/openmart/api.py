@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -958,9 +958,15 @@ class RecordStore:
         self.table = sub.record.table(kind)
 
     def _log(
-        self, data: Any, on_duplicate: OnDuplicate | str = OnDuplicate.REFUSE, allow_extra_columns: bool = False
+        self,
+        data: Any,
+        on_duplicate: OnDuplicate | str = OnDuplicate.REFUSE,
+        allow_extra_columns: bool = False,
+        version: str | None = None,
     ) -> tuple[Any, int]:
-        ids, rows = self.log_batches([data], on_duplicate=on_duplicate, allow_extra_columns=allow_extra_columns)
+        ids, rows = self.log_batches(
+            [data], on_duplicate=on_duplicate, allow_extra_columns=allow_extra_columns, version=version
+        )
         return (ids[0] if ids else None), rows
 
     def log_batches(
@@ -970,11 +976,14 @@ class RecordStore:
         *,
         on_duplicate: OnDuplicate | str = OnDuplicate.REFUSE,
         allow_extra_columns: bool = False,
+        version: str | None = None,
     ) -> tuple[list[Any], int]:
         """Store several batches in ONE transaction: all of them, or (on a bad record) none.
         ``progress`` is called with each batch's row count (the CLI's progress bar); a record
         whose scoring id is stored already is refused, or replaces it with ``on_duplicate="replace"``;
-        a column the subscription has no place for is refused, or dropped with ``allow_extra_columns``."""
+        a column the subscription has no place for is refused, or dropped with ``allow_extra_columns``.
+        ``version``: the model version of records without an ``asset_revision`` of their own
+        (default: the current version; a version new to the mart becomes the current one)."""
         with self._sub.mart.engine.begin() as conn:
             return record_store.log_batches(
                 conn,
@@ -984,6 +993,7 @@ class RecordStore:
                 on_duplicate=on_duplicate,
                 allow_extra_columns=allow_extra_columns,
                 progress=progress,
+                version=version,
             )
 
     def count(self) -> int:
@@ -1036,19 +1046,21 @@ class PayloadRecords(RecordStore):
         allow_extra_columns: bool = False,
         requests: Iterable[Mapping[str, Any]] | None = None,
         request_source: str = "rest",
+        version: str | None = None,
     ) -> pd.Series:
         """Store scored records (DataFrame, list of dicts, or OpenScale request/response); returns
         their scoring ids (kept as given, or generated). ``requests``: the scoring requests these
-        records came in (see :meth:`Subscription.log_requests`), stored in the same transaction."""
+        records came in (see :meth:`Subscription.log_requests`), stored in the same transaction.
+        ``version``: the model version of records without an ``asset_revision`` (default: current)."""
         if requests is None:
-            ids, _ = self._log(data, allow_extra_columns=allow_extra_columns)
+            ids, _ = self._log(data, allow_extra_columns=allow_extra_columns, version=version)
         else:
             from openmart.mart import scoring_requests
 
             rows = scoring_requests.rows_from(requests, source=request_source)  # refused before anything is stored
             with self._sub.mart.engine.begin() as conn:
                 batch_ids, _ = record_store.log_batches(
-                    conn, self._sub.record, self.kind, [data], allow_extra_columns=allow_extra_columns
+                    conn, self._sub.record, self.kind, [data], allow_extra_columns=allow_extra_columns, version=version
                 )
                 scoring_requests.insert(conn, self._sub.id, rows)
             ids = batch_ids[0] if batch_ids else None
@@ -1057,12 +1069,18 @@ class PayloadRecords(RecordStore):
 
 class FeedbackRecords(RecordStore):
     def log(
-        self, data: Any, *, on_duplicate: OnDuplicate | str = OnDuplicate.REFUSE, allow_extra_columns: bool = False
+        self,
+        data: Any,
+        *,
+        on_duplicate: OnDuplicate | str = OnDuplicate.REFUSE,
+        allow_extra_columns: bool = False,
+        version: str | None = None,
     ) -> int:
         """Store labelled records; a ``scoring_id`` column links them to payload records. One
         label per scoring id: logging one again is refused by name (nothing stored), or replaces
-        the stored label with ``on_duplicate="replace"``."""
-        return self._log(data, on_duplicate, allow_extra_columns)[1]
+        the stored label with ``on_duplicate="replace"``. ``version``: the model version of
+        records without an ``asset_revision`` (default: the current version)."""
+        return self._log(data, on_duplicate, allow_extra_columns, version)[1]
 
 
 class Versions:
@@ -1086,10 +1104,26 @@ class Versions:
         version of their own (captured, scored, logged) belong to it, a new production set.
         True when the version is new to the mart."""
         with self._sub.mart.engine.begin() as conn:
-            subscriptions_table.lock(conn, self._sub.id)
+            # versions.start takes its locks itself, in the order capture takes them (no deadlock)
             new = versions_table.start(conn, self._sub.id, version, note=note)
         self._sub.reload()
         return new
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Every version, oldest first, with its records: payload and feedback (production) and
+        the labelled sets (training, validation); JSON-ready (the CLI's and REST's table)."""
+        sub = self._sub
+        with sub.mart.engine.connect() as conn:
+            known = versions_table.list_for(conn, sub.id)
+            counts = versions_table.counts(
+                conn, sub.record.payload_table, sub.record.feedback_table, sub.record.reference_table
+            )
+        rows = [{**v.to_dict(), **asdict(counts.pop(v.version, versions_table.VersionCounts()))} for v in known]
+        # records of a version the mart did not register (none is expected): shown, not hidden
+        for version, found in counts.items():
+            unknown = {"version": version, "source": None, "started_at": None, "current": False, "note": None}
+            rows.append({**unknown, **asdict(found)})
+        return rows
 
 
 class ReferenceRecords(RecordStore):
@@ -1140,7 +1174,11 @@ class ReferenceRecords(RecordStore):
             _, rows = record_store.log_batches(
                 conn, fresh, self.kind, [frame], allow_extra_columns=allow_extra_columns, labelled_set=target
             )
-            if target == (Environment.TRAINING, fresh.reference_version) or fresh.reference_version is None:
+            # as replace_set decides: the current version's training set, or the reference's own
+            becomes_reference = env is Environment.TRAINING and (
+                target[1] in (fresh.asset_revision, fresh.reference_version) or fresh.reference_version is None
+            )
+            if becomes_reference:
                 whole = record_store.read(conn, fresh, self.kind, labelled_set=target)
                 subscriptions_table.set_reference_profile(conn, sub.id, profile_of(whole), version=target[1])
             return rows

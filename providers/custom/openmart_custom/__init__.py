@@ -17,11 +17,15 @@ Settings (``openmart bind add NAME --provider custom --set key=value``):
 - ``timeout`` (s, default 10), ``concurrency`` (single mode, default 8).
 - ``retries`` (default 3) and ``retry_budget`` (s, default 30): only a refused or reset connection,
   a connect timeout, 5xx, 429 and 408 are tried again (``httpkit.RetryPolicy``).
+- ``version_header``: the answer header naming the model version (e.g. ``X-Model-Version``): the
+  capture proxy gives its value to every record of that exchange as ``asset_revision``, so an
+  endpoint that starts answering with a new version starts a new version in the mart by itself.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +37,7 @@ import pandas as pd
 
 from openmart import secrets
 from openmart.errors import NotFound, ValidationError
+from openmart.mart.versions import check_version
 from openmart.providers import httpkit
 from openmart.providers.base import BASIC_CAPABILITIES, Capability, Deployment, ScoreResult
 
@@ -62,6 +67,7 @@ class CustomProvider:
         "records_field": "records mode: wrap the list as {field: [...]}",
         "token": "the bearer token (stored encrypted; needs a key, see `openmart secrets init`)",
         "key": "the API key for auth=header (stored encrypted; needs a key)",
+        "version_header": "answer header naming the model version (e.g. X-Model-Version): captured records carry it",
     }
     secret_settings: ClassVar[frozenset[str]] = frozenset({"token", "key"})
     #: scores, lists and describes; a plain HTTP endpoint keeps no capture or ground truth to read
@@ -77,6 +83,7 @@ class CustomProvider:
         self.timeout = httpkit.number(settings, "timeout", 10.0)
         self.retry = httpkit.RetryPolicy.from_settings(settings)
         self.concurrency = int(httpkit.number(settings, "concurrency", 8))
+        self.version_header = (settings.get("version_header") or "").strip().lower() or None
         self._client = httpx.Client(
             timeout=self.timeout, transport=transport, limits=httpx.Limits(max_connections=max(self.concurrency, 4))
         )
@@ -109,6 +116,11 @@ class CustomProvider:
         for key in ("timeout", "retries", "concurrency"):
             httpkit.number(settings, key, 0)
         httpkit.RetryPolicy.from_settings(settings)
+        header = settings.get("version_header")
+        if header is not None and not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", str(header).strip()):
+            raise ValidationError(
+                f"custom provider: version_header {header!r} is not an HTTP header name", column="version_header"
+            )
         return dict(settings)
 
     @classmethod
@@ -170,10 +182,22 @@ class CustomProvider:
             requests = 1
         return ScoreResult(preds, probs, requests, (time.perf_counter() - started) * 1000)
 
+    @property
+    def exchange_headers(self) -> tuple[str, ...]:
+        """The answer headers the capture proxy keeps for :meth:`parse_exchange`."""
+        return (self.version_header,) if self.version_header else ()
+
     def parse_exchange(
-        self, request: bytes, response: bytes
+        self, request: bytes, response: bytes, headers: Mapping[str, str] | None = None
     ) -> tuple[list[dict[str, Any]], list[Any], list[Any] | None]:
-        """Records, predictions and probabilities of one captured request/response pair."""
+        """Records, predictions and probabilities of one captured request/response pair; with
+        ``version_header`` set and found in the answer's ``headers`` (names in lower case), each
+        record carries its value as ``asset_revision``."""
         rows = httpkit.decode_request(json.loads(request), self.mode, self.records_field)
         preds, probs = self._decode(json.loads(response), len(rows))
+        version = (headers or {}).get(self.version_header or "", "").strip()
+        if version:
+            # a version the mart would refuse sets this exchange aside, never its whole batch
+            version = check_version(version, f"{self.version_header} header")
+            rows = [{**row, "asset_revision": version} for row in rows]
         return rows, preds, probs

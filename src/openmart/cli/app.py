@@ -22,6 +22,7 @@ from openmart.cli import (
     slices,
     story,
     subscribe,
+    versions,
 )
 from openmart.cli.common import CliContext, OpenmartGroup
 
@@ -84,6 +85,7 @@ app.command("slices")(slices.slices)
 app.command("root-cause")(slices.root_cause)
 app.add_typer(constraints.app, name="constraints")
 app.command("compare")(compare.compare)
+app.add_typer(versions.app, name="versions")
 
 
 def main() -> None:

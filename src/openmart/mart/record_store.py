@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy.engine import Connection
 
 from openmart.errors import ValidationError
@@ -58,14 +59,20 @@ def log_batches(
     allow_extra_columns: bool = False,
     progress: Callable[[int], None] | None = None,
     labelled_set: tuple[Environment, str | None] | None = None,
+    version: str | None = None,
 ) -> tuple[list[pa.Array | None], int]:
     """Validate and COPY each batch into the kind's table, in the caller's transaction (all of
     them or, on a bad record, none: the caller rolls back). Returns the batches' payload scoring
     ids and the row count. ``progress`` gets each batch's row count. A column the table has no
     place for is refused by name, or dropped with ``allow_extra_columns``. Payload and feedback
-    records get their model version (:func:`openmart.mart.versions.stamp`); reference records
-    the ``labelled_set`` (environment, version) they belong to (default: training, current)."""
+    records get their model version (:func:`openmart.mart.versions.stamp`): ``version`` is given
+    to those without an ``asset_revision`` of their own; reference records the ``labelled_set``
+    (environment, version) they belong to (default: training, current)."""
     mode = on_duplicate_mode(on_duplicate)
+    if version is not None:
+        if kind is RecordKind.REFERENCE:
+            raise ValidationError("reference records belong to a labelled set: load them with environment and version")
+        version = versions.check_version(version)
     table = record.table(kind)
     accepted = set(accepted_columns(kind, record.schema))
     raw = driver(conn)
@@ -89,6 +96,8 @@ def log_batches(
                     versions.register(raw, record.id, target[1], "user")
                 arrow = _tag_set(arrow, target)
             else:
+                if version is not None:
+                    arrow = _with_version(kind, arrow, version)
                 arrow = versions.stamp(raw, record.id, arrow)
             if mode is OnDuplicate.REPLACE and "scoring_id" in arrow.column_names:
                 _delete_ids(raw, table, arrow.column("scoring_id"))
@@ -111,6 +120,28 @@ def log_batches(
         if progress:
             progress(arrow.num_rows)
     return all_ids, rows
+
+
+def _with_version(kind: RecordKind, arrow: pa.Table, version: str) -> pa.Table:
+    """Records without a version get ``version``; one that carries another is refused by name
+    (two versions for one record is a mistake, not a choice to make silently)."""
+    given = pa.array([version] * arrow.num_rows, pa.string())
+    if "asset_revision" not in arrow.column_names:
+        return arrow.append_column("asset_revision", given)
+    column = arrow.column("asset_revision")
+    other = pc.and_kleene(pc.is_valid(column), pc.not_equal(column, version))
+    if pc.any(other).as_py():
+        row = int(pc.index(other, True).as_py())
+        raise ValidationError(
+            f"{kind} record {row}, column 'asset_revision': it says version {column[row].as_py()!r}, "
+            f"not the {version!r} the records are logged as",
+            row=row,
+            column="asset_revision",
+            value=column[row].as_py(),
+        )
+    return arrow.set_column(
+        arrow.schema.get_field_index("asset_revision"), "asset_revision", pc.coalesce(column, given)
+    )
 
 
 def _delete_ids(raw: Any, table: str, ids: pa.ChunkedArray) -> None:

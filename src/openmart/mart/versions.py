@@ -8,6 +8,11 @@ long-running proxy writes, with no restart. A version a record carries that the 
 seen (an endpoint that reports its model's revision, a user who logs ``asset_revision``) is
 registered and becomes the current version: a new model version starts a new production set by
 itself.
+
+Stamping and starting are ordered by a per-subscription advisory lock (held shared by every
+transaction that stamps records, exclusively by :func:`start`): a batch that read the old
+version commits before the new version does, and a batch that reads after waits for it. So the
+version of every record follows the order in which its batch and the start committed.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from sqlalchemy.engine import Connection
 
 from openmart.errors import NotFound, ValidationError
 from openmart.mart import models
+from openmart.mart.identifiers import quote
 
 SOURCES = ("subscribe", "migration", "user", "records")
 MAX_VERSION_LENGTH = 200
@@ -90,6 +96,19 @@ def exists(conn: Any, subscription_id: int, version: str) -> bool:
         return cur.fetchone() is not None
 
 
+def _version_lock(conn: Any, subscription_id: int, *, exclusive: bool) -> None:
+    """The subscription's version lock, until the transaction ends. An advisory lock, not the
+    subscription's row: capture must not wait for a long reference load that holds the row. Its
+    key names the mart's schema (advisory locks are per database). Taken in a statement of its
+    own, so the read that follows sees what committed while it waited."""
+    take = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    with _driver(conn).cursor() as cur:
+        cur.execute(
+            f"SELECT {take}(hashtextextended('openmart:version:' || current_schema() || ':' || %s, 0))",
+            (str(subscription_id),),
+        )
+
+
 def register(conn: Any, subscription_id: int, version: str, source: str, note: str | None = None) -> bool:
     """Record the version (True when it is new; an existing one is left as it was)."""
     assert source in SOURCES, source
@@ -111,6 +130,12 @@ def start(conn: Connection, subscription_id: int, version: Any, *, note: str | N
     """``version`` becomes the current version (registered if new; True when it was). Records
     written from now on without a version of their own belong to it."""
     name = check_version(version)
+    # the version lock first, then the row (as stamping does): batches in flight commit first
+    _version_lock(conn, subscription_id, exclusive=True)
+    with _driver(conn).cursor() as cur:
+        cur.execute("SELECT id FROM subscriptions WHERE id = %s FOR UPDATE", (subscription_id,))
+        if cur.fetchone() is None:
+            raise NotFound(f"no subscription with id {subscription_id}")
     new = register(conn, subscription_id, name, "user", note)
     make_current(conn, subscription_id, name)
     return new
@@ -119,7 +144,9 @@ def start(conn: Connection, subscription_id: int, version: Any, *, note: str | N
 def stamp(conn: Any, subscription_id: int, table: pa.Table) -> pa.Table:
     """The batch with every record's version: its own ``asset_revision``, else the current
     version. Versions the mart has not seen are registered; the last new one in the batch
-    becomes the current version. In the caller's transaction (the one writing the batch)."""
+    becomes the current version. In the caller's transaction (the one writing the batch), which
+    holds the version lock shared until it ends."""
+    _version_lock(conn, subscription_id, exclusive=False)
     current = current_version(conn, subscription_id)
     if "asset_revision" not in table.column_names:
         return table.append_column("asset_revision", pa.array([current] * table.num_rows, pa.string()))
@@ -138,3 +165,29 @@ def stamp(conn: Any, subscription_id: int, table: pa.Table) -> pa.Table:
         filled = pc.fill_null(column, pa.scalar(current, pa.string())) if current is not None else column
         table = table.set_column(table.schema.get_field_index("asset_revision"), "asset_revision", filled)
     return table
+
+
+@dataclass(frozen=True)
+class VersionCounts:
+    """How many records a version has: production (payload, feedback) and labelled sets."""
+
+    payload: int = 0
+    feedback: int = 0
+    training: int = 0
+    validation: int = 0
+
+
+def counts(conn: Any, payload_table: str, feedback_table: str, reference_table: str) -> dict[str | None, VersionCounts]:
+    """Records per version in a subscription's three tables (one GROUP BY each)."""
+    queries = (
+        f"SELECT asset_revision, 'payload', count(*) FROM {quote(payload_table)} GROUP BY 1",
+        f"SELECT asset_revision, 'feedback', count(*) FROM {quote(feedback_table)} GROUP BY 1",
+        f"SELECT asset_revision, environment, count(*) FROM {quote(reference_table)} GROUP BY 1, 2",
+    )
+    found: dict[str | None, dict[str, int]] = {}
+    with _driver(conn).cursor() as cur:
+        for sql in queries:
+            cur.execute(sql)
+            for version, what, n in cur.fetchall():
+                found.setdefault(version, {})[str(what)] = int(n)
+    return {v: VersionCounts(**c) for v, c in found.items()}

@@ -42,6 +42,8 @@ class Exchange:
     request: bytes
     response: bytes
     status: int = 200  # the deployment's answer, passed to the client
+    #: the answer's headers the provider asked to keep (``exchange_headers``), names in lower case
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 def exchange_request(ex: Exchange, records: int) -> RequestRow:
@@ -60,8 +62,9 @@ def exchange_request(ex: Exchange, records: int) -> RequestRow:
 
 Item = pd.DataFrame | Exchange
 
-#: one exchange's records, predictions and probabilities (a provider's ``parse_exchange``)
-ExchangeDecoder = Callable[[bytes, bytes], tuple[list[dict[str, Any]], list[Any], list[Any] | None]]
+#: one exchange's records, predictions and probabilities (a provider's ``parse_exchange``); a
+#: provider that names ``exchange_headers`` also gets the answer's headers it named, as a dict
+ExchangeDecoder = Callable[..., tuple[list[dict[str, Any]], list[Any], list[Any] | None]]
 
 
 def provider_decoder(provider: Provider) -> ExchangeDecoder:
@@ -184,7 +187,10 @@ class IntakeBuilder:
             try:
                 if self.decoder is None:
                     raise ValidationError("no decoder for this binding's exchanges")
-                records, predictions, probabilities = self.decoder(ex.request, ex.response)
+                if ex.headers:
+                    records, predictions, probabilities = self.decoder(ex.request, ex.response, dict(ex.headers))
+                else:
+                    records, predictions, probabilities = self.decoder(ex.request, ex.response)
                 n = len(records)
                 if n == 0:
                     raise ValidationError("the request holds no records")
@@ -213,8 +219,9 @@ class IntakeBuilder:
         frame[schema.prediction] = preds
         if schema.probability and any(p is not None for p in probs):
             frame[schema.probability] = probs
-        if self.asset_revision:
-            frame["asset_revision"] = self.asset_revision
+        if self.asset_revision:  # for records whose exchange did not name their version itself
+            given = frame["asset_revision"] if "asset_revision" in frame.columns else None
+            frame["asset_revision"] = self.asset_revision if given is None else given.fillna(self.asset_revision)
         owners.append(np.asarray(owner, dtype=np.int64))
         return frame
 

@@ -9,14 +9,17 @@ idempotently, so a SIGKILL loses nothing that was answered.
 Frame: ``b"OMJ2"``, CRC-32 of the body, body length (little-endian u32 each), then the body:
 timestamp (i64 epoch microseconds), response time (f64 ms), lengths of scoring id, request and
 response (u16, u32, u32), the HTTP status (u16; its request row needs it), then those bytes.
-``OMJ1`` frames (no status: 200) left by an older proxy are read too. A torn tail (a crash
-mid-write, never answered) fails its length or CRC check and is ignored.
+``OMJ1`` frames (no status: 200) left by an older proxy are read too. An exchange that keeps
+answer headers (a provider's ``exchange_headers``, e.g. the model version) is an ``OMJ3`` frame:
+after the status, the length of the headers (u32), and after the response, the headers as JSON
+pairs. A torn tail (a crash mid-write, never answered) fails its length or CRC check and is ignored.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import fcntl
+import json
 import logging
 import os
 import queue
@@ -34,23 +37,23 @@ log = logging.getLogger(__name__)
 
 MAGIC = b"OMJ2"
 _MAGIC_V1 = b"OMJ1"
+_MAGIC_HEADERS = b"OMJ3"
 _FRAME = struct.Struct("<4sII")
 _BODY = struct.Struct("<qdHIIH")
+_BODY_HEADERS = struct.Struct("<qdHIIHI")
 _BODY_V1 = struct.Struct("<qdHII")
 SEGMENT_BYTES = 16 << 20
 
 
 def encode(ex: Exchange) -> bytes:
     sid = ex.scoring_id.encode()
-    body = (
-        _BODY.pack(
-            ex.timestamp.value // 1000, ex.response_time_ms, len(sid), len(ex.request), len(ex.response), ex.status
-        )
-        + sid
-        + ex.request
-        + ex.response
-    )
-    return _FRAME.pack(MAGIC, zlib.crc32(body), len(body)) + body
+    fixed = (ex.timestamp.value // 1000, ex.response_time_ms, len(sid), len(ex.request), len(ex.response), ex.status)
+    if not ex.headers:  # the usual frame: a proxy of an older version can still read it
+        body = _BODY.pack(*fixed) + sid + ex.request + ex.response
+        return _FRAME.pack(MAGIC, zlib.crc32(body), len(body)) + body
+    headers = json.dumps([list(pair) for pair in ex.headers]).encode()
+    body = _BODY_HEADERS.pack(*fixed, len(headers)) + sid + ex.request + ex.response + headers
+    return _FRAME.pack(_MAGIC_HEADERS, zlib.crc32(body), len(body)) + body
 
 
 def decode_file(path: Path) -> Iterator[Exchange]:
@@ -59,12 +62,16 @@ def decode_file(path: Path) -> Iterator[Exchange]:
     while pos + _FRAME.size <= len(data):
         magic, crc, length = _FRAME.unpack_from(data, pos)
         body = data[pos + _FRAME.size : pos + _FRAME.size + length]
-        if magic not in (MAGIC, _MAGIC_V1) or len(body) != length or zlib.crc32(body) != crc:
+        if magic not in (MAGIC, _MAGIC_V1, _MAGIC_HEADERS) or len(body) != length or zlib.crc32(body) != crc:
             log.warning("journal %s: torn frame at byte %d ignored (never answered)", path, pos)
             return
+        n_headers = 0
         if magic == MAGIC:
             stamp, rt, n_sid, n_req, n_resp, status = _BODY.unpack_from(body)
             at = _BODY.size
+        elif magic == _MAGIC_HEADERS:
+            stamp, rt, n_sid, n_req, n_resp, status, n_headers = _BODY_HEADERS.unpack_from(body)
+            at = _BODY_HEADERS.size
         else:
             stamp, rt, n_sid, n_req, n_resp = _BODY_V1.unpack_from(body)
             status, at = 200, _BODY_V1.size
@@ -72,7 +79,9 @@ def decode_file(path: Path) -> Iterator[Exchange]:
         at += n_sid
         request = body[at : at + n_req]
         response = body[at + n_req : at + n_req + n_resp]
-        yield Exchange(sid, pd.Timestamp(stamp, unit="us", tz="UTC"), rt, request, response, status)
+        at += n_req + n_resp
+        headers = tuple((str(k), str(v)) for k, v in json.loads(body[at : at + n_headers])) if n_headers else ()
+        yield Exchange(sid, pd.Timestamp(stamp, unit="us", tz="UTC"), rt, request, response, status, headers)
         pos += _FRAME.size + length
 
 

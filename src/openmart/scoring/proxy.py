@@ -513,6 +513,8 @@ class CaptureProxy:
         self.upstream = (target.hostname or "127.0.0.1", target.port or 80)
         self._upstream_host = (target.netloc or self.upstream[0]).encode()
         self.capture_path = (target.path or "/").encode()
+        # answer headers the provider decodes records with (e.g. the model version), kept per exchange
+        self._kept_headers = frozenset(h.lower().encode("latin-1") for h in getattr(provider, "exchange_headers", ()))
         self.capture = capture or PayloadCapture(sub, decoder=exchange_parser(sub, provider), durable=durable)
         self.timeout = timeout
         self.durable = durable
@@ -576,7 +578,14 @@ class CaptureProxy:
         if scoring and 200 <= resp.status < 300:
             scoring_id = str(uuid.uuid4())
             elapsed_ms = (time.perf_counter() - started) * 1000
-            exchange = Exchange(scoring_id, pd.Timestamp.now(tz="UTC"), elapsed_ms, req.body, resp.body, resp.status)
+            kept = tuple(
+                (name.lower().decode("latin-1"), value.decode("latin-1"))
+                for name, value in resp.headers
+                if name.lower() in self._kept_headers
+            )
+            exchange = Exchange(
+                scoring_id, pd.Timestamp.now(tz="UTC"), elapsed_ms, req.body, resp.body, resp.status, kept
+            )
             if self.durable:
                 await asyncio.wrap_future(self.capture.submit_durable(exchange))
             else:

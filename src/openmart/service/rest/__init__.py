@@ -7,8 +7,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from openmart.service.rest import alerts, bindings, channels, evaluations, explanations, records, subscriptions
+from openmart.service.rest import (
+    alerts,
+    bindings,
+    channels,
+    evaluations,
+    explanations,
+    records,
+    subscriptions,
+    versions,
+)
 
 router = APIRouter(prefix="/api/v1")
-for _module in (bindings, subscriptions, records, evaluations, alerts, channels, explanations):
+for _module in (bindings, subscriptions, versions, records, evaluations, alerts, channels, explanations):
     router.include_router(_module.router)

@@ -123,3 +123,12 @@ class RecordsPage(BaseModel):
     offset: int
     records: list[dict[str, Any]]
     next_cursor: str | None = Field(None, description="pass as ?cursor= for the next page; null on the last")
+
+
+class VersionIn(BaseModel):
+    """Start a model version: records written from now on without a version of their own belong to it."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"version": "2", "note": "retrained"}})
+
+    version: str = Field(description="the version's name (e.g. the model's asset revision)")
+    note: str | None = Field(None, description="what changed in this version")

@@ -89,13 +89,21 @@ def _logged(sub: Subscription, kind: RecordKind, ids: list[Any], rows: int) -> L
 
 
 async def _log(
-    request: Request, mart: Mart, name: str, kind: RecordKind, on_duplicate: OnDuplicate, allow_extra_columns: bool
+    request: Request,
+    mart: Mart,
+    name: str,
+    kind: RecordKind,
+    on_duplicate: OnDuplicate,
+    allow_extra_columns: bool,
+    version: str | None,
 ) -> Logged:
     sub = await anyio.to_thread.run_sync(subscription, mart, name)
     store: RecordStore = sub.payload if kind is RecordKind.PAYLOAD else sub.feedback
 
     def work(batches: Iterator[Any]) -> Logged:
-        ids, rows = store.log_batches(batches, on_duplicate=on_duplicate, allow_extra_columns=allow_extra_columns)
+        ids, rows = store.log_batches(
+            batches, on_duplicate=on_duplicate, allow_extra_columns=allow_extra_columns, version=version
+        )
         return _logged(sub, kind, ids, rows)
 
     return await _batches_then(request, work)  # type: ignore[no-any-return]
@@ -105,6 +113,13 @@ ON_DUPLICATE = Query(
     OnDuplicate.REFUSE, description="a record whose scoring id is stored already: refuse the body, or replace it"
 )
 EXTRA = Query(False, description="drop columns the subscription has no place for, instead of refusing the body")
+VERSION = Query(
+    None,
+    description="the model version of records without an asset_revision of their own (default: the current "
+    "version; one new to the mart becomes current)",
+)
+ENVIRONMENT = Query("training", description="the labelled set's environment: training or validation")
+SET_VERSION = Query(None, description="the labelled set's model version (default: the current version)")
 
 
 @router.post(
@@ -119,10 +134,11 @@ async def log_payload(
     request: Request,
     on_duplicate: OnDuplicate = ON_DUPLICATE,
     allow_extra_columns: bool = EXTRA,
+    version: str | None = VERSION,
     principal: Principal = WRITE,
     mart: Mart = MART,
 ) -> Logged:
-    return await _log(request, mart, name, RecordKind.PAYLOAD, on_duplicate, allow_extra_columns)
+    return await _log(request, mart, name, RecordKind.PAYLOAD, on_duplicate, allow_extra_columns, version)
 
 
 @router.post(
@@ -137,20 +153,31 @@ async def log_feedback(
     request: Request,
     on_duplicate: OnDuplicate = ON_DUPLICATE,
     allow_extra_columns: bool = EXTRA,
+    version: str | None = VERSION,
     principal: Principal = WRITE,
     mart: Mart = MART,
 ) -> Logged:
-    return await _log(request, mart, name, RecordKind.FEEDBACK, on_duplicate, allow_extra_columns)
+    return await _log(request, mart, name, RecordKind.FEEDBACK, on_duplicate, allow_extra_columns, version)
 
 
-async def _load_reference(request: Request, mart: Mart, name: str, replace: bool, allow_extra_columns: bool) -> Logged:
+async def _load_reference(
+    request: Request,
+    mart: Mart,
+    name: str,
+    replace: bool,
+    allow_extra_columns: bool,
+    environment: str,
+    version: str | None,
+) -> Logged:
     sub = await anyio.to_thread.run_sync(subscription, mart, name)
 
     def work(batches: Iterator[Any]) -> Logged:
         # the reference's profile is computed over all of it: the batches are gathered first
         frames = [to_frame(b, sub.schema) for b in batches]
         frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-        rows = sub.reference.load(frame, replace=replace, allow_extra_columns=allow_extra_columns)
+        rows = sub.reference.load(
+            frame, replace=replace, allow_extra_columns=allow_extra_columns, environment=environment, version=version
+        )
         return Logged(subscription=sub.name, kind=str(RecordKind.REFERENCE), records=rows)
 
     return await _batches_then(request, work)  # type: ignore[no-any-return]
@@ -159,26 +186,40 @@ async def _load_reference(request: Request, mart: Mart, name: str, replace: bool
 @router.put(
     "/subscriptions/{name}/reference",
     response_model=Logged,
-    summary="Replace the reference (baseline) records and their profile, in one transaction",
+    summary="Replace a labelled set (default: the current version's training set, the reference) and, when it is "
+    "the reference, its profile, in one transaction",
     openapi_extra=BODY_DOC,
 )
 async def replace_reference(
-    name: str, request: Request, allow_extra_columns: bool = EXTRA, principal: Principal = WRITE, mart: Mart = MART
+    name: str,
+    request: Request,
+    allow_extra_columns: bool = EXTRA,
+    environment: str = ENVIRONMENT,
+    version: str | None = SET_VERSION,
+    principal: Principal = WRITE,
+    mart: Mart = MART,
 ) -> Logged:
-    return await _load_reference(request, mart, name, True, allow_extra_columns)
+    return await _load_reference(request, mart, name, True, allow_extra_columns, environment, version)
 
 
 @router.post(
     "/subscriptions/{name}/reference",
     status_code=201,
     response_model=Logged,
-    summary="Add records to the reference (its profile is computed again), in one transaction",
+    summary="Add records to a labelled set (default: the current version's training set; the reference's "
+    "profile is computed again), in one transaction",
     openapi_extra=BODY_DOC,
 )
 async def add_reference(
-    name: str, request: Request, allow_extra_columns: bool = EXTRA, principal: Principal = WRITE, mart: Mart = MART
+    name: str,
+    request: Request,
+    allow_extra_columns: bool = EXTRA,
+    environment: str = ENVIRONMENT,
+    version: str | None = SET_VERSION,
+    principal: Principal = WRITE,
+    mart: Mart = MART,
 ) -> Logged:
-    return await _load_reference(request, mart, name, False, allow_extra_columns)
+    return await _load_reference(request, mart, name, False, allow_extra_columns, environment, version)
 
 
 # -- paging ------------------------------------------------------------------------------------------
