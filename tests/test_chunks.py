@@ -8,6 +8,8 @@ reference, the second half with feature ``b`` shifted by +2 and the answers flip
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -237,3 +239,33 @@ def test_a_learned_threshold_without_enough_reference_chunks_is_refused(story: d
     with pytest.raises(Exception, match="learned"):
         # 10 reference chunks of 100 rows, each below min_records: no chunk gives accuracy a value
         story["sub"].monitors.enable("quality", min_records=150, thresholds=["accuracy=learned"])
+
+
+# -- the command line ------------------------------------------------------------------------------
+
+
+def test_cli_evaluate_chunk_by_prints_one_row_per_chunk_and_learned_thresholds_from_the_cli(story: dict, cli) -> None:  # type: ignore[no-untyped-def]
+    cli("monitor", "enable", "loans", "quality", "--min-records", "50", "--threshold", "accuracy=learned")
+    shown = cli("evaluate", "loans", "--chunk-by", "1d").stdout
+    assert "chunked evaluation" in shown and "(5 chunks)" in shown  # 600 records, 144 a day
+    out = json.loads(cli("evaluate", "loans", "--chunk-by", "size=100", "--json").stdout)
+    assert out["chunking"] == {"by": "size", "size": 100} and [c["records"] for c in out["chunks"]] == [100] * 6
+    accuracy = [m for m in out["measurements"] if m["metric"] == "accuracy"]
+    assert [m["chunk"] for m in accuracy] == list(range(6))
+    assert out["learned"]["quality"]["reference_chunking"] == {"by": "size", "size": 100}
+    bad = cli("evaluate", "loans", "--chunk-by", "size=0", ok=False)
+    assert bad.exit_code != 0 and "size must be a whole number" in (bad.stdout + bad.stderr)
+    history = json.loads(cli("measurements", "loans", "--metric", "accuracy", "--json").stdout)
+    assert {h["chunk"] for h in history} == set(range(6))
+
+
+def test_the_report_plots_the_newest_chunked_evaluation_with_its_learned_band(story: dict) -> None:
+    from openmart.report.html import render
+
+    sub = story["sub"]
+    sub.monitors.enable("quality", min_records=50, thresholds={"accuracy": "learned"})
+    sub.evaluate()  # a plain evaluation: the history chart, no chunk rows in it
+    result = sub.evaluate(chunk_by="size=100")
+    page = render(sub)
+    assert "Chunks: the newest chunked evaluation" in page and f"evaluation {result.evaluation_id}" in page
+    assert "learned band" in page and "quality.accuracy" in page

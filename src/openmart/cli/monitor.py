@@ -273,16 +273,25 @@ def evaluate(
         help="Refuse (exit 1) while another evaluation of the subscription runs, instead of waiting.",
     ),
     json_: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    chunk_by: str | None = typer.Option(
+        None,
+        "--chunk-by",
+        help="Cut the window into chunks: a period (1d, 6h, 1w), size=N records or number=K chunks (docs/chunks.md).",
+    ),
 ) -> None:
     """Run the subscription's enabled monitors over a window; store measurements and alerts
     (all of them, or when anything fails none: the evaluation is recorded failed, exit 1).
 
     Example: openmart evaluate credit --last 1000 --json
+    Example: openmart evaluate credit --chunk-by 1d     (one row per chunk; alerts from the newest)
     """
     sub = state(ctx).mart.subscriptions.get(subscription)
     kinds = [c.kind for c in sub.monitors.configs() if c.enabled]
     if not kinds:
         fail(f"subscription {subscription!r} has no enabled monitor: `openmart monitor enable` one first")
+    if chunk_by is not None:
+        _evaluate_chunked(ctx, sub, subscription, chunk_by, since, until, last, no_wait, json_)
+        return
     with progress_bar("evaluating", len(kinds)) as bar:
         task = bar.add_task("evaluating", total=len(kinds))
 
@@ -317,6 +326,68 @@ def evaluate(
     )
 
 
+CHUNK_COLUMNS = ["chunk", "chunk_start", "chunk_records", "monitor", "metric", "feature", "value", "threshold"]
+CHUNK_COLUMNS += ["band", "breached"]
+
+
+def _evaluate_chunked(
+    ctx: typer.Context,
+    sub: Any,
+    subscription: str,
+    chunk_by: str,
+    since: str | None,
+    until: str | None,
+    last: int | None,
+    no_wait: bool,
+    json_: bool,
+) -> None:
+    """``openmart evaluate --chunk-by``: a progress bar over the chunks, then one row per chunk
+    and measurement."""
+    with progress_bar("evaluating chunks", 1) as bar:
+        task = bar.add_task("cutting chunks", total=None)
+
+        def chunk(index: int, total: int) -> None:
+            bar.update(task, total=total, completed=index, description=f"chunk {index + 1}/{total}")
+
+        result = sub.evaluate(since=since, until=until, last=last, chunk_by=chunk_by, on_chunk=chunk, wait=not no_wait)
+        bar.update(task, completed=len(result.chunks), total=len(result.chunks), description="evaluated")
+    from openmart.cli.alerting import deliver_after_evaluate
+
+    deliver_after_evaluate(state(ctx).mart)
+    if json_:
+        emit_json(result.to_dict())
+        return
+    frame = result.frame
+    rows = [
+        {
+            **r,
+            "chunk_start": r["chunk_start"].isoformat(timespec="minutes") if r["chunk_start"] is not None else "",
+            "value": "n/a" if r["value"] is None or r["value"] != r["value"] else f"{r['value']:.4g}",
+            "band": f"{r['lower']:.4g}..{r['upper']:.4g}"
+            if r["lower"] is not None and r["lower"] == r["lower"]
+            else "",
+            "breached": "BREACHED" if r["breached"] else "",
+        }
+        for r in frame.astype(object).where(frame.notna(), None).to_dict("records")
+    ]
+    emit_table(
+        rows,
+        [
+            "chunk",
+            "chunk_start",
+            "chunk_records",
+            "monitor",
+            "metric",
+            "feature",
+            "value",
+            "threshold",
+            "band",
+            "breached",
+        ],
+        title=f"chunked evaluation {result.evaluation_id} of {subscription} ({len(result.chunks)} chunks)",
+    )
+
+
 def measurements(
     ctx: typer.Context,
     subscription: str,
@@ -337,6 +408,9 @@ def measurements(
         "threshold",
         "threshold_type",
         "breached",
+        "chunk",
+        "chunk_start",
+        "chunk_records",
     ]
     rows = json.loads(frame.loc[:, cols].to_json(orient="records", date_format="iso")) if len(frame) else []
     if json_:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from openmart.report import charts, comparisons, performance, slices
+from openmart.report import charts, chunks, comparisons, performance, slices
 
 if TYPE_CHECKING:
     from openmart.api import Subscription
@@ -236,6 +236,8 @@ def render(sub: Subscription) -> str:
     compared = {e.id for e in sub.evaluations() if e.kind == "comparison"}
     if compared and not history.empty:
         history = history[~history["evaluation_id"].isin(compared)]
+    if "chunk" in history.columns:  # a chunked evaluation has its own section (chunks.section)
+        history = history[history["chunk"].isna()]
     latest = _latest(history)
     alerts = sub.mart.alerts()
     alerts = alerts[alerts["subscription"] == sub.name].tail(20)
@@ -277,6 +279,7 @@ def render(sub: Subscription) -> str:
 <h2>Performance: throughput, latency, errors</h2>{performance.section(sub)}
 <h2>Slices: where quality is worst</h2>{slices.section(sub)}
 <h2>Comparisons: one record set against another</h2>{comparisons.section(sub)}
+<h2>Chunks: the newest chunked evaluation</h2>{chunks.section(sub)}
 <h2>Explanations</h2>{_explanations(sub)}
 </body></html>
 """
