@@ -235,6 +235,13 @@ def test_learned_drift_thresholds_measure_reference_chunks_against_the_whole_ref
     assert b["breached"].tolist() == [False, False, False, True, True, True]
 
 
+def test_a_learned_band_on_a_p_value_is_refused_with_the_reason(story: dict) -> None:
+    from openmart.errors import MonitorError
+
+    with pytest.raises(MonitorError, match="p-values.*never breach.*jensenshannon=learned"):
+        story["sub"].monitors.enable("drift", method="ks", thresholds=["ks=learned"])
+
+
 def test_a_learned_threshold_without_enough_reference_chunks_is_refused(story: dict) -> None:
     with pytest.raises(Exception, match="learned"):
         # 10 reference chunks of 100 rows, each below min_records: no chunk gives accuracy a value

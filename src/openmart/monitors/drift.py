@@ -285,9 +285,15 @@ class DriftMonitor(BaseMonitor):
             if k is not None and (name in tests or name == SHARE):  # a band learned from reference chunks
                 if k <= 0:
                     raise MonitorError(f"drift threshold {t!r}: k (standard deviations) must be a number > 0")
-                p_value = name in tests and tests[name].p_value
-                side = ThresholdType.LOWER_LIMIT if p_value else ThresholdType.UPPER_LIMIT
-                parsed.append(Threshold(name, side, float("nan"), None, {"k": k}))
+                if name in tests and tests[name].p_value:
+                    # under no drift a p-value is uniform on [0, 1]: mean ± k·std over reference
+                    # chunks covers the whole range, so such a band could never breach
+                    raise MonitorError(
+                        f"drift threshold {t!r}: {name} gives p-values, which spread evenly over [0, 1] on "
+                        "chunks of the reference, so a learned band would never breach; learn a distance "
+                        "instead (jensenshannon=learned, psi=learned, wasserstein=learned) or give a p-value"
+                    )
+                parsed.append(Threshold(name, ThresholdType.UPPER_LIMIT, float("nan"), None, {"k": k}))
                 continue
             value = _value(t, raw)
             if name == SHARE:
