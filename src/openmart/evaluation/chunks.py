@@ -35,7 +35,7 @@ from openmart.context import SubscriptionContext
 from openmart.errors import EvaluationFailed, MonitorError
 from openmart.evaluation import runner
 from openmart.evaluation.results import EvaluationResult, MonitorOutcome
-from openmart.mart import chunks, evaluations, subscriptions
+from openmart.mart import chunks, evaluations
 from openmart.mart.alerts import AlertChanges
 from openmart.mart.chunks import ChunkBounds, Chunking
 from openmart.mart.windows import Window
@@ -123,31 +123,13 @@ def evaluate(
         flush()
     if window is None:
         window = Window(since=since, until=until, last=last)
-    wanted = None if kinds is None else {str(k) for k in kinds}
-    configs = [c for c in runner._configs(ctx) if c.enabled and (wanted is None or str(c.kind) in wanted)]
-    with ctx.engine.connect() as lock_conn:
-        key = evaluations.lock_key(lock_conn, ctx.id)
-        lock_conn.commit()
-        runner._take_lock(ctx, lock_conn, key, wait=wait, progress=progress)
-        try:
-            with lock_conn.begin():
-                swept = evaluations.sweep_abandoned(lock_conn, ctx.id)
-                ctx = ctx.with_record(subscriptions.by_id(lock_conn, ctx.id))
-                evaluation_id = evaluations.start(
-                    lock_conn,
-                    ctx.id,
-                    window_start=window.since,
-                    window_end=window.until,
-                    kind="chunked",
-                    target=runner._set_dict(window),
-                    baseline=runner._set_dict(window.baseline) if window.baseline is not None else None,
-                    chunking=chunking.to_dict(),
-                )
-            if swept:
-                log.warning("subscription %r: evaluations %s were abandoned by their process", ctx.name, swept)
-            return _run(ctx, lock_conn, evaluation_id, window, chunking, configs, progress, on_chunk, on_started)
-        finally:
-            runner._release(lock_conn, key)
+    configs = runner.enabled_configs(ctx, kinds)
+    with runner.started(ctx, window, kind="chunked", wait=wait, progress=progress, chunking=chunking.to_dict()) as (
+        ctx,
+        lock_conn,
+        evaluation_id,
+    ):
+        return _run(ctx, lock_conn, evaluation_id, window, chunking, configs, progress, on_chunk, on_started)
 
 
 def _run(

@@ -55,7 +55,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -114,8 +114,31 @@ def evaluate(
         flush()
     if window is None:
         window = Window(since=since, until=until, last=last)
+    configs = enabled_configs(ctx, kinds)
+    with started(ctx, window, kind=kind, wait=wait, progress=progress) as (ctx, lock_conn, evaluation_id):
+        return _run(ctx, lock_conn, evaluation_id, window, configs, progress, workers, on_started, kind)
+
+
+def enabled_configs(ctx: SubscriptionContext, kinds: Iterable[str] | None = None) -> list[MonitorConfig]:
+    """The subscription's enabled monitors (only ``kinds`` when given)."""
     wanted = None if kinds is None else {str(k) for k in kinds}
-    configs = [c for c in _configs(ctx) if c.enabled and (wanted is None or str(c.kind) in wanted)]
+    return [c for c in _configs(ctx) if c.enabled and (wanted is None or str(c.kind) in wanted)]
+
+
+@contextlib.contextmanager
+def started(
+    ctx: SubscriptionContext,
+    window: Window,
+    *,
+    kind: str,
+    wait: bool,
+    progress: Progress | None,
+    chunking: Mapping[str, Any] | None = None,
+) -> Iterator[tuple[SubscriptionContext, Connection, int]]:
+    """Hold the subscription's evaluation lock (waiting, or refusing with ``wait=False``), sweep
+    the abandoned, and start a ``running`` evaluation of ``window``: yields the subscription as of
+    now (its reference and current version may have moved), the lock's connection and the
+    evaluation's id; the lock is released when the block ends."""
     with ctx.engine.connect() as lock_conn:
         key = evaluations.lock_key(lock_conn, ctx.id)
         lock_conn.commit()
@@ -123,7 +146,6 @@ def evaluate(
         try:
             with lock_conn.begin():
                 swept = evaluations.sweep_abandoned(lock_conn, ctx.id)
-                # the subscription as of now: its reference and current version may have moved
                 ctx = ctx.with_record(subscriptions.by_id(lock_conn, ctx.id))
                 evaluation_id = evaluations.start(
                     lock_conn,
@@ -133,10 +155,11 @@ def evaluate(
                     kind=kind,
                     target=_set_dict(window),
                     baseline=_set_dict(window.baseline) if window.baseline is not None else None,
+                    chunking=chunking,
                 )
             if swept:
                 log.warning("subscription %r: evaluations %s were abandoned by their process", ctx.name, swept)
-            return _run(ctx, lock_conn, evaluation_id, window, configs, progress, workers, on_started, kind)
+            yield ctx, lock_conn, evaluation_id
         finally:
             _release(lock_conn, key)
 
