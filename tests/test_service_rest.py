@@ -359,6 +359,8 @@ ROUTES: list[tuple[str, str, str, Any]] = [
     ("GET", "/subscriptions/credit/payload", "read", None),
     ("GET", "/subscriptions/credit/feedback", "read", None),
     ("GET", "/subscriptions/credit/reference", "read", None),
+    ("GET", "/subscriptions/credit/versions", "read", None),
+    ("POST", "/subscriptions/credit/versions", "write", {"version": "2"}),
     ("POST", "/subscriptions/credit/evaluations", "write", {}),
     ("GET", "/subscriptions/credit/evaluations", "read", None),
     ("GET", "/subscriptions/credit/evaluations/1", "read", None),

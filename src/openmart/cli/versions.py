@@ -13,7 +13,7 @@ app = typer.Typer(
     "\n\nExample: openmart versions start churn 2 --note 'retrained on November'",
 )
 
-COLUMNS = ["version", "source", "started_at", "current", "payload", "feedback", "training", "validation", "note"]
+COLUMNS = ["version", "source", "started", "current", "payload", "feedback", "training", "validation"]
 
 
 @app.command("list")
@@ -28,7 +28,10 @@ def list_versions(
     if json_:
         emit_json(rows)
         return
-    shown = [{**r, "current": "*" if r["current"] else ""} for r in rows]
+    shown = [
+        {**r, "current": "*" if r["current"] else "", "started": (r["started_at"] or "")[:16].replace("T", " ")}
+        for r in rows
+    ]
     emit_table(shown, COLUMNS, title=f"model versions of {subscription}")
 
 
