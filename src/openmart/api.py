@@ -689,12 +689,35 @@ class Subscription(RecordFields):
         with self._mart.engine.connect() as conn:
             return explanations_table.recent(conn, self.id, limit)
 
-    def explain(self, scoring_id: str, *, method: str = "shap", refresh: bool = False) -> StoredExplanation:
-        """Explain one payload record through the binding (kept in the mart; read back unless ``refresh``)."""
-        from openmart.explain.service import explain
+    def explain(
+        self,
+        scoring_id: str,
+        *,
+        method: str = "shap",
+        refresh: bool = False,
+        link: str = "identity",
+        tolerance: float | None = None,
+        background_size: int | None = None,
+    ) -> StoredExplanation:
+        """Explain one payload record through the binding (kept in the mart; read back unless
+        ``refresh``). SHAP's ``link``: ``identity`` (the probability, or a regression's output) or
+        ``logit`` (log-odds); ``tolerance``: the largest standard error allowed as a share of the
+        largest attribution (default 0.05); ``background_size``: reference rows drawn at random
+        as the background (default 100). The result's ``estimate`` states the error achieved."""
+        from openmart.explain import service
 
-        return explain(
-            self.context, str(scoring_id), method=arguments.choice(method, "method", ("shap", "lime")), refresh=refresh
+        return service.explain(
+            self.context,
+            str(scoring_id),
+            method=arguments.choice(method, "method", ("shap", "lime")),
+            refresh=refresh,
+            link=arguments.choice(link, "link", service.LINKS),
+            tolerance=service.shapley.DEFAULT_TOLERANCE
+            if tolerance is None
+            else arguments.number(tolerance, "tolerance", minimum=0, maximum=0.5, exclusive_minimum=True),
+            background_size=service.BACKGROUND_ROWS
+            if background_size is None
+            else arguments.integer(background_size, "background_size", minimum=1, maximum=100_000),
         )
 
     # -- slices and root cause (docs/slices.md) ---------------------------------------------------

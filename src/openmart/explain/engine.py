@@ -1,8 +1,9 @@
 """Black-box explanations: the model is seen only through a batch scoring function.
 
 Every perturbed variant of one explanation goes to the deployment in as few calls as the
-explainer allows — SHAP's coalitions in one, LIME's samples in one, the contrastive search's
-candidates in one — never one call per variant when the endpoint takes batches.
+explainer allows — SHAP's rows in one call per round (:mod:`openmart.explain.shapley`), LIME's
+samples in one, the contrastive search's candidates in one — never one call per variant: the
+provider chunks a call for a batch endpoint and sends its rows concurrently to a single-record one.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from openmart.explain import shapley
 from openmart.values import plain
 
 #: records (feature columns, categorical as text) -> the output to explain, one number per record
@@ -104,35 +106,43 @@ def explain_shap(
     *,
     features: Sequence[str],
     categorical: Sequence[str] = (),
-    nsamples: int | str = "auto",
+    link: str = "identity",
+    tolerance: float = shapley.DEFAULT_TOLERANCE,
+    nsamples: int | None = None,
+    max_draws: int = shapley.DEFAULT_MAX_DRAWS,
+    known_output: float | None = None,
+    seed: int = 0,
 ) -> Explanation:
-    """Kernel SHAP (the ``shap`` package's model-agnostic explainer) with ``background`` as the
-    reference distribution; attributions add up to ``output_value - base_value``."""
-    import shap
-
+    """Interventional SHAP values with ``background`` as the reference distribution, in the
+    ``link``'s space (identity: the output itself; logit: its log-odds), exact for few features,
+    else sampled until the largest standard error is at most ``tolerance`` times the largest
+    attribution (``nsamples``: a fixed number of draws instead). Attributions add up to
+    ``output_value - base_value``; ``extra`` holds each one's standard error and how they were
+    computed (:mod:`openmart.explain.shapley`)."""
     started = time.perf_counter()
     scorer = CountingScorer(score)
-    codec = Codec(features, categorical, background, record)
-    bg = codec.encode(background)
-    x = codec.encode(record.to_frame().T)
-
-    def f(matrix: np.ndarray) -> np.ndarray:
-        return scorer(codec.decode(matrix))
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        explainer = shap.KernelExplainer(f, bg)
-        values = explainer.shap_values(x, nsamples=nsamples, silent=True)
-    phi = np.asarray(values).reshape(-1)[: len(features)]
-    base = float(np.asarray(explainer.expected_value).reshape(-1)[0])
+    est = shapley.estimate(
+        record,
+        background,
+        scorer,
+        features=features,
+        categorical=categorical,
+        link=link,
+        tolerance=tolerance,
+        draws=nsamples,
+        max_draws=max_draws,
+        known_output=known_output,
+        seed=seed,
+    )
     return Explanation(
         "shap",
-        {f_: float(v) for f_, v in zip(features, phi, strict=True)},
-        base,
-        float(base + phi.sum()),
+        {f_: float(v) for f_, v in zip(features, est.values, strict=True)},
+        est.base_value,
+        est.output_value,
         scorer.calls,
         scorer.rows,
         (time.perf_counter() - started) * 1000,
+        est.details(features),
     )
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 
 from openmart.context import HasContext, SubscriptionContext, context_of
 from openmart.errors import ExplanationError, NotFound
+from openmart.explain import shapley
 from openmart.explain.engine import (
     Explanation,
     ReferenceStats,
@@ -27,7 +28,10 @@ if TYPE_CHECKING:
     from openmart.providers.base import Provider
 
 METHODS = ("shap", "lime")
-BACKGROUND_ROWS = 10  # k-means summary of the reference: SHAP's own advice for Kernel SHAP
+LINKS = shapley.LINKS
+#: rows drawn uniformly at random from THE reference; the exact SHAP values are those against
+#: this sample (its per-feature means are exact), and its size adds rows only once per explanation
+BACKGROUND_ROWS = 100
 
 
 @dataclass
@@ -40,6 +44,9 @@ class StoredExplanation:
     contrastive: dict[str, Any] | None
     elapsed_ms: float | None
     scoring_calls: int | None
+    link: str | None = "identity"
+    #: how the attributions were computed and their standard errors (shap; None for lime)
+    estimate: dict[str, Any] | None = None
     cached: bool = False
 
     def ranked(self) -> list[tuple[str, float]]:
@@ -55,6 +62,8 @@ class StoredExplanation:
             "contrastive": self.contrastive,
             "elapsed_ms": self.elapsed_ms,
             "scoring_calls": self.scoring_calls,
+            "link": self.link,
+            "estimate": self.estimate,
             "cached": self.cached,
         }
 
@@ -125,34 +134,30 @@ def reference_stats(subscription: SubscriptionContext | HasContext) -> Reference
     return ReferenceStats.from_frame(ref, sub.schema.feature_names, sub.schema.categorical_features)
 
 
-def background(subscription: SubscriptionContext | HasContext, rows: int = BACKGROUND_ROWS) -> pd.DataFrame:
-    """A small, fixed summary of the reference: k-means centres (categorical features snapped to
-    their most common value in each cluster)."""
-    from sklearn.cluster import KMeans
-
+def background(
+    subscription: SubscriptionContext | HasContext, rows: int = BACKGROUND_ROWS, seed: int = 0
+) -> pd.DataFrame:
+    """A uniform random sample of ``rows`` records of THE reference (all of it when smaller):
+    the distribution features are taken from when they are "absent" from a coalition."""
     sub = context_of(subscription)
     ref = _reference(sub)
+    if ref.empty:
+        raise ExplanationError(f"subscription {sub.name!r} has no reference data to explain against")
     if len(ref) <= rows:
-        return ref
-    numeric = sub.schema.numeric_features
-    matrix = ref[numeric].fillna(ref[numeric].median()).to_numpy(dtype=float) if numeric else np.zeros((len(ref), 1))
-    scale = matrix.std(axis=0)
-    scale[scale == 0] = 1
-    labels = KMeans(n_clusters=rows, n_init=3, random_state=0).fit_predict(matrix / scale)
-    centres = []
-    for k in range(rows):
-        part = ref[labels == k]
-        centre = {f: part[f].mean() for f in numeric}
-        centre |= {f: part[f].mode().iloc[0] for f in sub.schema.categorical_features}
-        centres.append(centre)
-    return pd.DataFrame(centres, columns=sub.schema.feature_names)
+        return ref.reset_index(drop=True)
+    return ref.sample(n=rows, random_state=seed).reset_index(drop=True)
 
 
-def stored(subscription: SubscriptionContext | HasContext, scoring_id: str, method: str) -> StoredExplanation | None:
+def stored(
+    subscription: SubscriptionContext | HasContext, scoring_id: str, method: str, link: str = "identity"
+) -> StoredExplanation | None:
     sub = context_of(subscription)
     with sub.engine.connect() as conn:
-        row = explanations.latest(conn, sub.id, scoring_id, method)
-    return None if row is None else StoredExplanation(**row, cached=True)
+        row = explanations.latest(conn, sub.id, scoring_id, method, link)
+    if row is None:
+        return None
+    row["link"] = row["link"] or "identity"
+    return StoredExplanation(**row, cached=True)
 
 
 def explain(
@@ -164,12 +169,31 @@ def explain(
     provider: Provider | None = None,
     stats: ReferenceStats | None = None,
     bg: pd.DataFrame | None = None,
+    link: str = "identity",
+    tolerance: float = shapley.DEFAULT_TOLERANCE,
+    background_size: int = BACKGROUND_ROWS,
 ) -> StoredExplanation:
+    """Explain one payload record (SHAP or LIME, and the contrastive answer) and keep it; a
+    stored one of the same method and link is read back unless ``refresh``. ``link``: SHAP's
+    space, ``identity`` (the explained output: a probability, or a regression's prediction) or
+    ``logit`` (the probability's log-odds, where a model linear in log-odds has exact values);
+    ``tolerance``: the largest standard error allowed, as a share of the largest attribution;
+    ``background_size``: reference rows drawn at random as SHAP's background (``bg`` gives them)."""
     sub = context_of(subscription)
     if method not in METHODS:
         raise ExplanationError(f"explanation method {method!r}: choose shap or lime")
+    if link not in LINKS:
+        raise ExplanationError(f"link {link!r}: choose identity or logit")
+    if method == "lime":
+        link = "identity"  # LIME explains the probability itself
+    if not (0 < tolerance < 1):
+        raise ExplanationError(f"tolerance {tolerance!r}: give a share of the largest attribution, 0 < t < 1")
+    if background_size < 1:
+        raise ExplanationError(f"background size {background_size!r}: give at least 1 row")
+    if link == "logit" and sub.schema.problem_type is ProblemType.REGRESSION:
+        raise ExplanationError("link logit explains log-odds of a probability: a regression has none, use identity")
     if not refresh:
-        found = stored(sub, scoring_id, method)
+        found = stored(sub, scoring_id, method, link)
         if found is not None:
             return found
     s = sub.schema
@@ -199,15 +223,18 @@ def explain(
             else None
         )
         cached_fn = fn if contrast is None else _RecordCache(fn, record_frame, float(contrast.record_output))
-        bg = bg if bg is not None else background(sub)
         if method == "shap":
+            bg = bg if bg is not None else background(sub, background_size)
             exp: Explanation = explain_shap(
                 record,
                 bg,
-                cached_fn,
+                fn,
                 features=s.feature_names,
                 categorical=s.categorical_features,
-                nsamples=2 * len(s.feature_names) + 512,
+                link=link,
+                tolerance=tolerance,
+                # the record's output came back with the contrastive batch
+                known_output=None if contrast is None else contrast.record_output,
             )
         else:
             exp = explain_lime(
@@ -230,6 +257,8 @@ def explain(
         contrast.to_dict() if contrast else None,
         exp.elapsed_ms,
         calls,
+        link,
+        exp.extra if method == "shap" else None,
     )
     with sub.engine.begin() as conn:
         explanations.insert(
@@ -244,6 +273,8 @@ def explain(
                 "contrastive": result.contrastive,
                 "elapsed_ms": exp.elapsed_ms,
                 "scoring_calls": calls,
+                "link": link,
+                "estimate": result.estimate,
             },
         )
     return result

@@ -18,15 +18,21 @@ _FIELDS = (
     "contrastive",
     "elapsed_ms",
     "scoring_calls",
+    "link",
+    "estimate",
 )
 
 
-def latest(conn: Connection, subscription_id: int, scoring_id: str, method: str) -> dict[str, Any] | None:
-    """The newest stored explanation of one record by one method, or None."""
+def latest(
+    conn: Connection, subscription_id: int, scoring_id: str, method: str, link: str = "identity"
+) -> dict[str, Any] | None:
+    """The newest stored explanation of one record by one method in one link's space, or None
+    (rows stored before links were recorded are in the identity link's)."""
     t = models.Explanation
+    same_link = sa.func.coalesce(t.link, "identity") == link
     row = conn.execute(
         sa.select(*(getattr(t, f) for f in _FIELDS))
-        .where(t.subscription_id == subscription_id, t.scoring_id == scoring_id, t.method == method)
+        .where(t.subscription_id == subscription_id, t.scoring_id == scoring_id, t.method == method, same_link)
         .order_by(t.id.desc())
         .limit(1)
     ).first()

@@ -246,6 +246,10 @@ class Explanation(Base):
     contrastive: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     elapsed_ms: Mapped[float | None] = mapped_column(Double)
     scoring_calls: Mapped[int | None] = mapped_column(Integer)
+    # the attributions' space: identity (the output) or logit (its log-odds); NULL: before 0010, identity
+    link: Mapped[str | None] = mapped_column(String(16))
+    # how they were computed and their standard errors (explain/shapley.py)
+    estimate: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = _now()
 
 

@@ -42,6 +42,9 @@ class ExplainabilityMonitor(BaseMonitor):
     options = (
         OptionSpec("method", str, "shap", choices=("shap", "lime"), help="How records are explained."),
         OptionSpec("sample", int, 10, low=1, high=10_000, help="Records explained per evaluation (newest first)."),
+        OptionSpec(
+            "link", str, "identity", choices=("identity", "logit"), help="SHAP's space: the probability or log-odds."
+        ),
         thresholds_option(),
         min_records_option(5),
     )
@@ -64,7 +67,7 @@ class ExplainabilityMonitor(BaseMonitor):
         return config
 
     def check(self, ctx: SubscriptionContext, values: dict[str, Any]) -> dict[str, Any]:
-        return {"method": values["method"], "sample": values["sample"]}
+        return {"method": values["method"], "sample": values["sample"], "link": values["link"]}
 
     def run(self, ctx: SubscriptionContext, config: MonitorConfig, window: Window, conn: Any) -> MonitorOutcome:
         from openmart.explain.engine import global_importance, ndcg
@@ -79,10 +82,13 @@ class ExplainabilityMonitor(BaseMonitor):
             outcome.status, outcome.reason = "not_enough_data", f"{len(ids)} records, fewer than {config.min_records}"
             return outcome
         method = str(config.parameters.get("method", "shap"))
+        link = str(config.parameters.get("link", "identity"))
         provider = ctx.provider()
         try:
             stats, bg = reference_stats(ctx), background(ctx)
-            explained = [explain(ctx, sid, method=method, provider=provider, stats=stats, bg=bg) for sid in ids]
+            explained = [
+                explain(ctx, sid, method=method, provider=provider, stats=stats, bg=bg, link=link) for sid in ids
+            ]
             outcome.scoring_calls = sum(e.scoring_calls or 0 for e in explained if not e.cached)
             reference = _reference_importance(ctx, config, provider, bg, conn)
         finally:
@@ -123,7 +129,7 @@ def _reference_importance(
     for (_, record), predicted in zip(ref.iterrows(), predictions, strict=True):
         fn = output_function(ctx, provider, predicted)
         explainer = explain_shap if config.parameters.get("method") == "shap" else explain_lime
-        kwargs = {"nsamples": 2 * len(s.feature_names) + 512} if explainer is explain_shap else {}
+        kwargs = {"link": config.parameters.get("link", "identity")} if explainer is explain_shap else {}
         found.append(
             explainer(
                 record, bg, fn, features=s.feature_names, categorical=s.categorical_features, **kwargs
