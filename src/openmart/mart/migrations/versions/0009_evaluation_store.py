@@ -16,7 +16,8 @@ version). Today's reference becomes the training set of the subscription's curre
 ``subscriptions.reference_version`` names the version whose training set is THE reference (the
 default baseline; its profile stays in ``reference_profile``). Payload records that had no
 version get the subscription's; feedback gets an ``asset_revision`` column (a labelled record's
-version is its payload twin's, else its own).
+version is its payload twin's, else its own). Versions the payload records carried already are
+registered too (source ``records``, started with their first record).
 
 ``evaluations``: ``kind`` (``monitoring``, ``comparison``, ``chunked``), ``target`` and
 ``baseline`` (the record sets compared, as JSON), ``chunking`` (how the window was cut).
@@ -80,6 +81,16 @@ def upgrade() -> None:
         op.execute(f"CREATE INDEX {_q(reference + '_set')} ON {_q(reference)} (environment, asset_revision)")
         conn.execute(
             sa.text(f"UPDATE {_q(payload)} SET asset_revision = :v WHERE asset_revision IS NULL"), {"v": version}
+        )
+        # versions the records carried already are versions too (a set a comparison can name),
+        # started with their first record
+        conn.execute(
+            sa.text(
+                "INSERT INTO model_versions (subscription_id, version, source, started_at) "
+                f"SELECT :sid, asset_revision, 'records', min(scoring_timestamp) FROM {_q(payload)} "
+                "GROUP BY asset_revision ON CONFLICT (subscription_id, version) DO NOTHING"
+            ),
+            {"sid": sid},
         )
         op.execute(f"ALTER TABLE {_q(feedback)} ADD COLUMN asset_revision text")
     op.add_column("evaluations", sa.Column("kind", sa.String(16), server_default="monitoring", nullable=False))
