@@ -63,9 +63,7 @@ def replay(subscription: SubscriptionContext | HasContext) -> ReplayReport:
     provider = sub.provider() if sub.binding and any(e.source == SOURCE_EXCHANGE for e in entries) else None
     try:
         decoder = provider_decoder(provider) if provider is not None else None
-        intake = IntakeBuilder(sub.schema, decoder=decoder).build(
-            [_item(e) for e in entries]
-        )
+        intake = IntakeBuilder(sub.schema, decoder=decoder).build([_item(e) for e in entries])
     finally:
         if provider is not None:
             provider.close()
