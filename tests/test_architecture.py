@@ -34,6 +34,7 @@ LAYERS: dict[str, int] = {
     "openmart.monitors": 3,
     "openmart.evaluation": 3,
     "openmart.explain": 3,
+    "openmart.estimation": 3,
     "openmart.capture": 3,
     "openmart.alerting": 3,
     "openmart.slices": 3,
