@@ -264,7 +264,15 @@ def test_the_built_ins_are_declared_as_entry_points_in_pyproject() -> None:
 
     pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
     declared = pyproject["project"]["entry-points"][registry.GROUP]
-    assert set(declared) == {"quality", "fairness", "drift", "explainability", "performance", "data_quality"}
+    assert set(declared) == {
+        "quality",
+        "fairness",
+        "drift",
+        "explainability",
+        "performance",
+        "data_quality",
+        "estimated_performance",
+    }
     for kind, target in declared.items():
         module, _, attr = target.partition(":")
         monitor = registry.check(getattr(importlib.import_module(module), attr), kind)

@@ -1,14 +1,14 @@
 """Runs inside NannyML's own environment (``nannyml_env.py``), never in openmart's.
 
-    python nannyml_oracle.py datasets OUT BINARY_CHUNK MULTICLASS_CHUNK REGRESSION_CHUNK
-        NannyML's shipped synthetic datasets (binary work-from-home, multiclass credit card, car price)
-        as parquet (``<name>_reference``, ``<name>_analysis`` with its targets joined back by id), and
-        NannyML's CBPE / DLE results per chunk, reference and analysis periods (``<name>_results``: one
-        row per chunk, columns ``<metric>__<field>``: value, sampling_error, realized, bands, thresholds).
+python nannyml_oracle.py datasets OUT BINARY_CHUNK MULTICLASS_CHUNK REGRESSION_CHUNK
+    NannyML's shipped synthetic datasets (binary work-from-home, multiclass credit card, car price)
+    as parquet (``<name>_reference``, ``<name>_analysis`` with its targets joined back by id), and
+    NannyML's CBPE / DLE results per chunk, reference and analysis periods (``<name>_results``: one
+    row per chunk, columns ``<metric>__<field>``: value, sampling_error, realized, bands, thresholds).
 
-    python nannyml_oracle.py cbpe-bench REFERENCE ANALYSIS CHUNK OUT_JSON
-        NannyML's binary CBPE (roc_auc, accuracy, precision, recall, f1) fitted on REFERENCE and run
-        over ANALYSIS (parquet: y_true, y_pred, y_pred_proba), timed; the seconds and the estimates to OUT_JSON.
+python nannyml_oracle.py cbpe-bench REFERENCE ANALYSIS CHUNK OUT_JSON
+    NannyML's binary CBPE (roc_auc, accuracy, precision, recall, f1) fitted on REFERENCE and run
+    over ANALYSIS (parquet: y_true, y_pred, y_pred_proba), timed; the seconds and the estimates to OUT_JSON.
 """
 
 from __future__ import annotations

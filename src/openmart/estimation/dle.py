@@ -18,14 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from lightgbm import LGBMRegressor
 from sklearn.preprocessing import OrdinalEncoder
 
 from openmart.estimation import common
+
+if TYPE_CHECKING:
+    from lightgbm import LGBMRegressor
 
 METRICS = ("mae", "mse")
 LIMITS = (0.0, None)
@@ -89,6 +91,8 @@ class DLE:
                 return float(np.mean(_loss(m, y_true[s], y_pred[s])))
 
             est.threshold_values[metric] = common.reference_thresholds(n, chunk_size, realized, *LIMITS)
+        from lightgbm import LGBMRegressor  # imported when a regressor is fitted, not with every monitor
+
         # NannyML drops reference records without a label or a prediction before it trains
         known = ~(np.isnan(y_true) | np.isnan(y_pred))
         X = est.design(features, y_pred)[known]
@@ -122,18 +126,22 @@ class DLE:
         if n == 0:
             raise ValueError("DLE: an empty chunk")
         X = self.design(features, y_pred)
-        realized: dict[str, float | None] = {}
-        if y_true is not None:
-            yt = np.asarray(pd.to_numeric(pd.Series(y_true), errors="coerce"), dtype=float)
-            known = ~(np.isnan(yt) | np.isnan(y_pred))
-            if known.any():
-                realized = {m: float(np.mean(_loss(m, yt[known], y_pred[known]))) for m in self.metrics}
+        realized = self.realized(y_true, y_pred) if y_true is not None else {}
         out: dict[str, common.Estimate] = {}
         for m in self.metrics:
             value = float(np.mean(np.maximum(0, self.models[m].predict(X))))
             se = self.stds[m] / np.sqrt(int(np.sum(~np.isnan(y_pred))))
             out[m] = common.estimate(m, value, se, LIMITS, self.threshold_values[m], realized.get(m))
         return out
+
+    def realized(self, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float | None]:
+        """The metrics over the labelled records (a missing label: not labelled yet); empty when none."""
+        yt = np.asarray(pd.to_numeric(pd.Series(y_true), errors="coerce"), dtype=float)
+        yp = np.asarray(y_pred, dtype=float)
+        known = ~(np.isnan(yt) | np.isnan(yp))
+        if not known.any():
+            return {}
+        return {m: float(np.mean(_loss(m, yt[known], yp[known]))) for m in self.metrics}
 
 
 def _filled(values: pd.Series) -> np.ndarray:

@@ -31,6 +31,7 @@ def _built_in() -> dict[str, Monitor]:
     """Always there, even where the package's entry points are not installed (a source tree)."""
     from openmart.monitors.data_quality import DataQualityMonitor
     from openmart.monitors.drift import DriftMonitor
+    from openmart.monitors.estimated_performance import EstimatedPerformanceMonitor
     from openmart.monitors.explainability import ExplainabilityMonitor
     from openmart.monitors.fairness import FairnessMonitor
     from openmart.monitors.performance import PerformanceMonitor
@@ -43,6 +44,7 @@ def _built_in() -> dict[str, Monitor]:
         MonitorKind.EXPLAINABILITY: ExplainabilityMonitor(),
         MonitorKind.PERFORMANCE: PerformanceMonitor(),
         MonitorKind.DATA_QUALITY: DataQualityMonitor(),
+        EstimatedPerformanceMonitor.kind: EstimatedPerformanceMonitor(),
     }
 
 
