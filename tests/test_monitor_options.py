@@ -109,7 +109,7 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     (
         "nosuch",
         {},
-        "unknown monitor kind 'nosuch' (known: data_quality, drift, explainability, fairness, performance, quality",
+        "unknown monitor kind 'nosuch' (known: data_quality, drift, estimated_performance, explainability, fairness, performance, quality",
     ),
 ]
 
