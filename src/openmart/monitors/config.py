@@ -22,7 +22,8 @@ class MonitorKind:
     EXPLAINABILITY: Final = "explainability"
     PERFORMANCE: Final = "performance"
     DATA_QUALITY: Final = "data_quality"
-    BUILT_IN: Final = (QUALITY, FAIRNESS, DRIFT, EXPLAINABILITY, PERFORMANCE, DATA_QUALITY)
+    ESTIMATED_PERFORMANCE: Final = "estimated_performance"
+    BUILT_IN: Final = (QUALITY, FAIRNESS, DRIFT, EXPLAINABILITY, PERFORMANCE, DATA_QUALITY, ESTIMATED_PERFORMANCE)
 
 
 class ThresholdType(StrEnum):

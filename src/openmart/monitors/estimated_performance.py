@@ -43,10 +43,10 @@ from openmart.monitors.base import (
     parse_thresholds,
     thresholds_option,
 )
-from openmart.monitors.config import MonitorConfig, Threshold, ThresholdType
+from openmart.monitors.config import MonitorConfig, MonitorKind, Threshold, ThresholdType
 from openmart.schema import ProblemType
 
-KIND = "estimated_performance"
+KIND = MonitorKind.ESTIMATED_PERFORMANCE
 CLASSIFICATION = cbpe_module.METRICS
 REGRESSION = dle_module.METRICS
 #: records per reference chunk when none is given: NannyML's examples use 5,000

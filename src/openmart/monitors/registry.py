@@ -44,7 +44,7 @@ def _built_in() -> dict[str, Monitor]:
         MonitorKind.EXPLAINABILITY: ExplainabilityMonitor(),
         MonitorKind.PERFORMANCE: PerformanceMonitor(),
         MonitorKind.DATA_QUALITY: DataQualityMonitor(),
-        EstimatedPerformanceMonitor.kind: EstimatedPerformanceMonitor(),
+        MonitorKind.ESTIMATED_PERFORMANCE: EstimatedPerformanceMonitor(),
     }
 
 
