@@ -76,7 +76,12 @@ class ChunkedResult(EvaluationResult):
         """One row per chunk and measurement, oldest chunk first."""
         rows = []
         for m in self.measurements:
-            band = (m.details or {}).get("learned") or {}
+            details = m.details or {}
+            # a learned threshold's band; estimated performance states its reference-chunk band itself
+            band = details.get("learned") or {
+                "lower": details.get("lower_threshold"),
+                "upper": details.get("upper_threshold"),
+            }
             rows.append(
                 {
                     "chunk": m.chunk,
