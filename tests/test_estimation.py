@@ -282,3 +282,45 @@ def test_monitor_refuses_metrics_of_another_problem_type(mart: openmart.Mart) ->
     sub = mart.subscriptions.add("bad", reference=reference, label="label", problem_type="binary")
     with pytest.raises(openmart.errors.MonitorError, match="mae"):
         sub.monitors.enable("estimated_performance", metrics=["mae"])
+
+
+def test_monitor_multiclass_text_labels_read_through_copy(mart: openmart.Mart) -> None:
+    """Text class labels and probability arrays ({a,b,c} in COPY's text) reach CBPE as the
+    frames that were logged: the monitor's estimate equals CBPE's on the same arrays."""
+    rng = np.random.default_rng(5)
+    classes = ["gold", "silver", "bronze"]
+
+    def make(n: int) -> pd.DataFrame:
+        logits = rng.normal(0, 1.5, (n, 3))
+        proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        truth = [classes[rng.choice(3, p=p)] for p in proba]
+        return pd.DataFrame(
+            {
+                "x": rng.normal(0, 1, n),
+                "label": truth,
+                "prediction": [classes[i] for i in proba.argmax(axis=1)],
+                "probability": [list(np.round(p, 6)) for p in proba],
+            }
+        )
+
+    reference, current = make(3000), make(900)
+    sub = mart.subscriptions.add(
+        "tiers", reference=reference, label="label", problem_type="multiclass", class_labels=classes
+    )
+    sub.payload.log(current.drop(columns="label"))
+    sub.monitors.enable("estimated_performance", chunk_size=500, metrics=["accuracy", "f1"])
+    result = sub.evaluate(kinds=["estimated_performance"])
+    assert result.outcomes[0].status == "ok", result.outcomes[0].reason
+    got = {m.metric: m for m in result.measurements}
+    cbpe = CBPE.fit(
+        reference["label"].to_numpy(),
+        reference["prediction"].to_numpy(),
+        np.asarray(reference["probability"].tolist()),
+        chunk_size=500,
+        classes=classes,
+        metrics=["accuracy", "f1"],
+    )
+    expected = cbpe.estimate(current["prediction"].to_numpy(), np.asarray(current["probability"].tolist()))
+    for metric in ("accuracy", "f1"):
+        assert got[metric].value == pytest.approx(expected[metric].value, rel=1e-9)
+        assert got[metric].details["records"] == len(current)

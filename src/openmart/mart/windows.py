@@ -302,10 +302,21 @@ def fetch_frame(conn: Any, sql: str, params: Mapping[str, Any]) -> pd.DataFrame:
         return pd.DataFrame(cur.fetchall(), columns=names)
 
 
-def columns(conn: Any, relation: Relation, names: Sequence[str]) -> pd.DataFrame:
-    """Some columns of a relation's rows, fetched whole (for small windows only)."""
+def columns(
+    conn: Any, relation: Relation, names: Sequence[str], types: Mapping[str, pa.DataType] | None = None
+) -> pd.DataFrame:
+    """Some columns of a relation's rows, fetched whole. With ``types`` (every column's Arrow type)
+    through COPY and Arrow's CSV reader, several times faster on a million rows than the DB-API;
+    arrays arrive as their text form (``{1,2}``)."""
     sql, params = relation.query(f"SELECT {', '.join('w.' + quote(c) for c in names)} FROM {{w}}")
-    return fetch_frame(conn, sql, params)
+    if types is None:
+        return fetch_frame(conn, sql, params)
+    table = fetch_arrow(conn, sql, params, {c: types[c] for c in names})
+    if table.num_columns == 0:  # no rows: COPY wrote nothing, not even the header
+        return pd.DataFrame(
+            {c: pd.Series(dtype="float64" if pa.types.is_floating(types[c]) else "object") for c in names}
+        )
+    return table.to_pandas()
 
 
 def newest_scoring_ids(conn: Any, window: Window, tables: Tables, n: int) -> list[str]:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from openmart.context import SubscriptionContext
 from openmart.errors import MonitorError
@@ -83,6 +84,23 @@ def _columns(ctx: SubscriptionContext) -> list[str]:
         return [*s.feature_names, s.prediction]
     assert s.probability is not None
     return [s.prediction, s.probability]
+
+
+def _types(ctx: SubscriptionContext, names: Sequence[str]) -> dict[str, pa.DataType]:
+    """Each column's Arrow type, for reading a large window through COPY (a multiclass
+    probability array as its text, parsed by :func:`_proba`)."""
+    s = ctx.schema
+    numeric = set(s.feature_names) - set(s.categorical_features)
+    outputs = {s.prediction, s.label}
+    types: dict[str, pa.DataType] = {}
+    for c in names:
+        if c in outputs:
+            types[c] = pa.float64() if s.outputs_numeric else pa.string()
+        elif c == s.probability:
+            types[c] = pa.string() if s.problem_type is ProblemType.MULTICLASS else pa.float64()
+        else:
+            types[c] = pa.float64() if c in numeric else pa.string()
+    return types
 
 
 def _proba(column: pd.Series, multiclass: bool) -> np.ndarray:
@@ -260,7 +278,7 @@ class EstimatedPerformanceMonitor(BaseMonitor):
         ctx = context_of(ctx)
         s = ctx.schema
         outcome = MonitorOutcome(KIND)
-        rows = windows.columns(conn, windows.payload(window, ctx), _columns(ctx))
+        rows = windows.columns(conn, windows.payload(window, ctx), _columns(ctx), _types(ctx, _columns(ctx)))
         rows = rows.dropna(subset=[s.prediction] + ([s.probability] if s.probability else []))
         outcome.records = n = len(rows)
         if n < config.min_records:
@@ -274,6 +292,7 @@ class EstimatedPerformanceMonitor(BaseMonitor):
             conn,
             windows.labelled(window, ctx, joined=_columns(ctx), feedback=[s.label], present=[s.label]),
             [*_columns(ctx), s.label],
+            _types(ctx, [*_columns(ctx), s.label]),
         )
         labelled = labelled.dropna(subset=[s.prediction, *([s.probability] if s.probability else [])])
         estimates = estimate(ctx, estimator, rows.reset_index(drop=True), labelled.reset_index(drop=True))
