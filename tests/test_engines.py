@@ -1,10 +1,12 @@
-"""Mergeable pieces (issue #19 part 1) on two engines: the same records counted in PostgreSQL and,
-exported to Parquet, by DuckDB give the same pieces; pieces of two parts merge into the pieces of
-the whole; and the statistics computed from them equal scikit-learn's and scipy's on the records.
+"""Mergeable pieces (issue #19 part 1) on three engines: the same records counted in PostgreSQL
+and, exported to Parquet, by DuckDB and by Spark (local mode, a real JVM) give the same pieces;
+pieces of two parts merge into the pieces of the whole; and the statistics computed from them
+equal scikit-learn's and scipy's on the records.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from openmart.aggregates import statistics
 from openmart.aggregates.specs import Count, GroupCount, Histogram, Moments, Pieces, merge_all
 from openmart.errors import ValidationError
 from openmart.mart import windows
-from openmart.mart.engines import duckdb_engine, postgres
+from openmart.mart.engines import duckdb_engine, postgres, spark_engine
 from openmart.mart.windows import Window
 
 pytest.importorskip("duckdb")
@@ -113,9 +115,19 @@ def _assert_same(a: Pieces, b: Pieces) -> None:
             assert x == y, spec
 
 
-def test_postgres_and_duckdb_give_the_same_pieces(stored: Stored) -> None:
+@pytest.fixture(scope="module")
+def spark() -> Iterator[Any]:
+    pytest.importorskip("pyspark")
+    session = spark_engine.session("local[2]")
+    yield session
+    spark_engine.stop()
+
+
+def test_postgres_duckdb_and_spark_give_the_same_pieces(stored: Stored, spark: Any) -> None:
     mart, table, _, files = stored
-    _assert_same(_pg(mart, table), duckdb_engine.run(files, SPECS))
+    in_postgres = _pg(mart, table)
+    _assert_same(in_postgres, duckdb_engine.run(files, SPECS))
+    _assert_same(in_postgres, spark_engine.run(files, SPECS, spark=spark))
 
 
 def test_pieces_of_parts_merge_into_the_pieces_of_the_whole(

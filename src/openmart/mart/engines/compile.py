@@ -1,4 +1,5 @@
-"""Specs to SQL: one query per piece over a ``FROM`` clause, in a dialect (PostgreSQL, DuckDB).
+"""Specs to SQL: one query per piece over a ``FROM`` clause, in a dialect (PostgreSQL, DuckDB,
+Spark SQL).
 
 NULL and NaN are both "no value" for numeric pieces (a NaN that reached a float column is not a
 measurement); a group count keys both as None (one group), and the statistics skip it.
@@ -10,7 +11,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from openmart.aggregates.specs import Count, GroupCount, Histogram, Moments, Spec
-from openmart.mart.identifiers import quote
+from openmart.mart.identifiers import quote, validate_column
+
+
+def _backtick(name: str) -> str:
+    """Spark SQL's identifier quoting (backticks, doubled inside), after the mart's validation."""
+    validate_column(name)
+    return "`" + name.replace("`", "``") + "`"
 
 
 @dataclass(frozen=True)
@@ -19,10 +26,11 @@ class Dialect:
     double: str  # the float64 type's name
     #: the bin of an already NaN-free value ``x`` among literal edges, 1..k+1 (None: portable CASE sum)
     bucket: Callable[[str, Sequence[float]], str] | None = None
+    quote: Callable[[str], str] = quote
 
     def value(self, column: str) -> str:
         """The column as float64, NULL where it is NULL or NaN."""
-        c = quote(column)
+        c = self.quote(column)
         return (
             f"CASE WHEN CAST({c} AS {self.double}) <> CAST('NaN' AS {self.double}) THEN CAST({c} AS {self.double}) END"
         )
@@ -39,6 +47,7 @@ def _pg_bucket(x: str, edges: Sequence[float]) -> str:
 
 POSTGRES = Dialect("postgres", "double precision", _pg_bucket)
 DUCKDB = Dialect("duckdb", "DOUBLE")
+SPARK = Dialect("spark", "DOUBLE", quote=_backtick)
 
 
 def _case_bucket(x: str, edges: Sequence[float]) -> str:
@@ -61,6 +70,6 @@ def query(spec: Spec, source: str, dialect: Dialect) -> str:
             f"FROM (SELECT {x} AS x FROM {source}) h GROUP BY 1"
         )
     if isinstance(spec, GroupCount):
-        cols = ", ".join(quote(c) for c in spec.columns)
+        cols = ", ".join(dialect.quote(c) for c in spec.columns)
         return f"SELECT {cols}, count(*) FROM {source} GROUP BY {cols}"
     raise TypeError(f"not a spec: {spec!r}")
