@@ -27,6 +27,7 @@ LAYERS: dict[str, int] = {
     "openmart.arguments": 0,
     "openmart.values": 0,
     "openmart.mart.identifiers": 0,  # name rules and quoting, no database: the schema's columns use them
+    "openmart.faults": 0,  # named kill points for crash tests
     "openmart.aggregates": 0,  # mergeable pieces and their statistics: pure, engines (mart) and monitors use them
     "openmart.mart": 1,
     "openmart.providers": 2,

@@ -655,6 +655,84 @@ class Subscription(RecordFields):
 
         return evaluations_of(self.context, status=status, limit=limit)
 
+    # -- the archive (issue #19; docs/scale.md) ------------------------------------------------------
+
+    @property
+    def archive_policy(self) -> int | None:
+        """Whole UTC days older than this many days are archived by :meth:`archive` (None: none)."""
+        from openmart.mart import archive
+
+        with self._mart.engine.connect() as conn:
+            return archive.policy(conn, self.id)
+
+    def set_archive_policy(self, days: int | None) -> None:
+        from openmart.mart import archive
+
+        with self._mart.engine.begin() as conn:
+            archive.set_policy(conn, self.id, days)
+
+    def archive(
+        self,
+        *,
+        older_than_days: int | None = None,
+        to: str | os.PathLike[str] | None = None,
+        kinds: Sequence[str] = ("payload", "feedback"),
+        now: datetime | None = None,
+        on_day: Callable[[str, datetime, int, int], object] | None = None,
+    ) -> Any:
+        """Move whole UTC days older than ``older_than_days`` (default: the archive policy) of the
+        payload and feedback tables to Parquet files under ``to`` (default: the data directory's
+        ``archive``), each day once: a crash at any step leaves every record in exactly one place,
+        and running again finishes the work. Returns an ``ArchiveReport``."""
+        from datetime import UTC, timedelta
+        from pathlib import Path
+
+        from openmart.mart import archive
+
+        days = older_than_days if older_than_days is not None else self.archive_policy
+        if days is None:
+            raise ValidationError(
+                f"subscription {self.name!r} has no archive policy: give older_than_days "
+                "(or set one with set_archive_policy)"
+            )
+        if isinstance(days, bool) or not isinstance(days, int) or days < 0:
+            raise ValidationError(f"older_than_days {days!r}: give a whole number of days >= 0", value=days)
+        for kind in kinds:
+            if kind not in archive.KINDS:
+                raise ValidationError(f"archive kind {kind!r}: choose payload or feedback", value=kind)
+        root = Path(to) if to is not None else self._mart.settings.data_dir / "archive"
+        before = (now or datetime.now(UTC)) - timedelta(days=days)
+        tables = {"payload": self.record.payload_table, "feedback": self.record.feedback_table}
+        return archive.run(
+            self._mart.engine,
+            self._mart.location.schema,
+            self.id,
+            self.name,
+            tables,
+            root,
+            before,
+            kinds=kinds,
+            on_day=on_day,
+        )
+
+    def archive_segments(self, kind: str | None = None, *, complete: bool = True) -> list[Any]:
+        """The archive's manifest for this subscription: one segment per archived day and kind."""
+        from openmart.mart import archive
+
+        with self._mart.engine.connect() as conn:
+            return archive.segments(conn, self.id, kind, complete=complete)
+
+    def pieces(self, specs: Sequence[Any], *, kind: str = "payload") -> Any:
+        """Mergeable pieces (``openmart.aggregates.specs``) over every record of ``kind``: the hot
+        table's, counted in PostgreSQL, merged with the archive's, counted by DuckDB."""
+        from openmart.mart import archive
+
+        if kind not in archive.KINDS:
+            raise ValidationError(f"kind {kind!r}: choose payload or feedback", value=kind)
+        table = self.record.payload_table if kind == "payload" else self.record.feedback_table
+        with self._mart.engine.connect() as conn:
+            return archive.pieces(conn, self.id, table, kind, specs)
+
     def measurements(
         self,
         *,

@@ -6,6 +6,7 @@ import typer
 
 from openmart.cli import (
     alerting,
+    archive,
     bind,
     capture,
     compare,
@@ -86,6 +87,7 @@ app.command("root-cause")(slices.root_cause)
 app.add_typer(constraints.app, name="constraints")
 app.command("compare")(compare.compare)
 app.add_typer(versions.app, name="versions")
+app.add_typer(archive.app, name="archive")
 
 
 def main() -> None:

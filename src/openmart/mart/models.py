@@ -80,6 +80,33 @@ class Subscription(Base):
     created_at: Mapped[datetime] = _now()
     # the version whose training set is THE reference (migration 0009); asset_revision is the current version
     reference_version: Mapped[str | None] = mapped_column(Text)
+    # the retention policy: whole UTC days older than this are archived to Parquet (migration 0011)
+    archive_after_days: Mapped[int | None] = mapped_column(Integer)
+
+
+class ArchiveSegment(Base):
+    """One UTC day of a record table moved to a Parquet file (migration 0011): ``writing`` until
+    the rows are deleted from the table in the transaction that makes it ``complete``."""
+
+    __tablename__ = "archive_segments"
+    __table_args__ = (
+        UniqueConstraint("subscription_id", "kind", "period_start", name="uq_archive_segments_period"),
+        CheckConstraint("kind IN ('payload', 'feedback')", name="ck_archive_segments_kind"),
+        CheckConstraint("status IN ('writing', 'complete')", name="ck_archive_segments_status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id", ondelete="CASCADE"), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    period_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    period_end: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    location: Mapped[str] = mapped_column(Text, nullable=False)
+    rows: Mapped[int | None] = mapped_column(BigInteger)
+    bytes: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="writing")
+    created_at: Mapped[datetime] = _now()
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class ModelVersion(Base):
