@@ -9,6 +9,16 @@ python nannyml_oracle.py datasets OUT BINARY_CHUNK MULTICLASS_CHUNK REGRESSION_C
 python nannyml_oracle.py cbpe-bench REFERENCE ANALYSIS CHUNK OUT_JSON
     NannyML's binary CBPE (roc_auc, accuracy, precision, recall, f1) fitted on REFERENCE and run
     over ANALYSIS (parquet: y_true, y_pred, y_pred_proba), timed; the seconds and the estimates to OUT_JSON.
+
+python nannyml_oracle.py reconstruction OUT CHUNK
+    NannyML's car loan dataset (``car_loan_reference``/``car_loan_analysis``: its seven features) and
+    NannyML's DataReconstructionDriftCalculator results per chunk, both periods, all defaults but the chunk
+    size (``car_loan_reconstruction``, with the PCA's component count); the same on the data-quality
+    variant, which has missing values (``car_loan_dq_*``); seconds in ``reconstruction_timings.json``.
+
+python nannyml_oracle.py domain-classifier OUT CHUNK
+    The car loan dataset and NannyML's DomainClassifierCalculator results per chunk, both periods, all
+    defaults but the chunk size (``car_loan_classifier``); seconds in ``classifier_timings.json``.
 """
 
 from __future__ import annotations
@@ -89,6 +99,54 @@ def datasets(out: Path, binary_chunk: int, multiclass_chunk: int, regression_chu
     write(out, "regression", reference, analysis, dle.estimate(analysis))
 
 
+CAR_LOAN_FEATURES = [
+    "car_value",
+    "salary_range",
+    "debt_to_income_ratio",
+    "loan_length",
+    "repaid_loan_on_prev_car",
+    "size_of_downpayment",
+    "driver_tenure",
+]
+
+
+def _car_loan(out: Path, name: str, load) -> tuple[pd.DataFrame, pd.DataFrame]:  # type: ignore[no-untyped-def]
+    reference, analysis, _ = load()
+    reference, analysis = reference[CAR_LOAN_FEATURES], analysis[CAR_LOAN_FEATURES]
+    reference.to_parquet(out / f"{name}_reference.parquet", index=False)
+    analysis.to_parquet(out / f"{name}_analysis.parquet", index=False)
+    return reference, analysis
+
+
+def reconstruction(out: Path, chunk: int) -> None:
+    timings = {}
+    for name, load in (
+        ("car_loan", nml.load_synthetic_car_loan_dataset),
+        ("car_loan_dq", nml.load_synthetic_car_loan_data_quality_dataset),
+    ):
+        reference, analysis = _car_loan(out, name, load)
+        started = time.perf_counter()
+        calc = nml.DataReconstructionDriftCalculator(column_names=CAR_LOAN_FEATURES, chunk_size=chunk)
+        calc.fit(reference)
+        result = calc.calculate(analysis)
+        timings[name] = time.perf_counter() - started
+        frame = flat(result)
+        frame["n_components"] = int(calc._pca.n_components_)
+        frame.to_parquet(out / f"{name}_reconstruction.parquet", index=False)
+    (out / "reconstruction_timings.json").write_text(json.dumps(timings))
+
+
+def domain_classifier(out: Path, chunk: int) -> None:
+    reference, analysis = _car_loan(out, "car_loan", nml.load_synthetic_car_loan_dataset)
+    started = time.perf_counter()
+    calc = nml.DomainClassifierCalculator(feature_column_names=CAR_LOAN_FEATURES, chunk_size=chunk)
+    calc.fit(reference)
+    result = calc.calculate(analysis)
+    seconds = time.perf_counter() - started
+    flat(result).to_parquet(out / "car_loan_classifier.parquet", index=False)
+    (out / "classifier_timings.json").write_text(json.dumps({"car_loan": seconds}))
+
+
 def cbpe_bench(reference: Path, analysis: Path, chunk: int, out: Path) -> None:
     ref = pd.read_parquet(reference)
     ana = pd.read_parquet(analysis)
@@ -118,5 +176,9 @@ if __name__ == "__main__":
         datasets(Path(args[0]), int(args[1]), int(args[2]), int(args[3]))
     elif command == "cbpe-bench":
         cbpe_bench(Path(args[0]), Path(args[1]), int(args[2]), Path(args[3]))
+    elif command == "reconstruction":
+        reconstruction(Path(args[0]), int(args[1]))
+    elif command == "domain-classifier":
+        domain_classifier(Path(args[0]), int(args[1]))
     else:
         raise SystemExit(f"unknown command {command!r}")
