@@ -37,6 +37,7 @@ LAYERS: dict[str, int] = {
     "openmart.evaluation": 3,
     "openmart.explain": 3,
     "openmart.estimation": 3,
+    "openmart.multivariate": 3,
     "openmart.capture": 3,
     "openmart.alerting": 3,
     "openmart.slices": 3,

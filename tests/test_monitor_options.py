@@ -109,7 +109,8 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     (
         "nosuch",
         {},
-        "unknown monitor kind 'nosuch' (known: data_quality, drift, estimated_performance, explainability, fairness, performance, quality",
+        "unknown monitor kind 'nosuch' (known: data_quality, drift, estimated_performance, explainability, fairness, "
+        "multivariate_drift, performance, quality",
     ),
 ]
 

@@ -272,6 +272,7 @@ def test_the_built_ins_are_declared_as_entry_points_in_pyproject() -> None:
         "performance",
         "data_quality",
         "estimated_performance",
+        "multivariate_drift",
     }
     for kind, target in declared.items():
         module, _, attr = target.partition(":")

@@ -23,7 +23,17 @@ class MonitorKind:
     PERFORMANCE: Final = "performance"
     DATA_QUALITY: Final = "data_quality"
     ESTIMATED_PERFORMANCE: Final = "estimated_performance"
-    BUILT_IN: Final = (QUALITY, FAIRNESS, DRIFT, EXPLAINABILITY, PERFORMANCE, DATA_QUALITY, ESTIMATED_PERFORMANCE)
+    MULTIVARIATE_DRIFT: Final = "multivariate_drift"
+    BUILT_IN: Final = (
+        QUALITY,
+        FAIRNESS,
+        DRIFT,
+        EXPLAINABILITY,
+        PERFORMANCE,
+        DATA_QUALITY,
+        ESTIMATED_PERFORMANCE,
+        MULTIVARIATE_DRIFT,
+    )
 
 
 class ThresholdType(StrEnum):

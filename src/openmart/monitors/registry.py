@@ -34,6 +34,7 @@ def _built_in() -> dict[str, Monitor]:
     from openmart.monitors.estimated_performance import EstimatedPerformanceMonitor
     from openmart.monitors.explainability import ExplainabilityMonitor
     from openmart.monitors.fairness import FairnessMonitor
+    from openmart.monitors.multivariate_drift import MultivariateDriftMonitor
     from openmart.monitors.performance import PerformanceMonitor
     from openmart.monitors.quality import QualityMonitor
 
@@ -45,6 +46,7 @@ def _built_in() -> dict[str, Monitor]:
         MonitorKind.PERFORMANCE: PerformanceMonitor(),
         MonitorKind.DATA_QUALITY: DataQualityMonitor(),
         MonitorKind.ESTIMATED_PERFORMANCE: EstimatedPerformanceMonitor(),
+        MonitorKind.MULTIVARIATE_DRIFT: MultivariateDriftMonitor(),
     }
 
 
