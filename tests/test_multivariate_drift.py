@@ -245,3 +245,31 @@ def test_monitor_refuses_unknown_features_and_methods(mart: openmart.Mart) -> No
         sub.monitors.enable("multivariate_drift", features=["x", "nosuch"])
     with pytest.raises(openmart.errors.MonitorError, match="methods"):
         sub.monitors.enable("multivariate_drift", methods=["pca"])
+
+
+def test_monitor_learned_threshold_and_cli(mart: openmart.Mart, cli) -> None:  # type: ignore[no-untyped-def]
+    """``reconstruction_error=learned:2`` learns a band from the reference's chunks through the generic
+    path (monitors/learned.py), and the CLI's ``--option`` lists reach the monitor."""
+    rng = np.random.default_rng(14)
+    reference, current = _correlated(2000, 0.8, rng), _correlated(600, -0.8, rng)
+    sub = _subscription(mart, "cli", current, reference)
+    cli(
+        "monitor",
+        "enable",
+        "cli",
+        "multivariate_drift",
+        "--option",
+        "methods=reconstruction",
+        "--option",
+        "features=x,y",
+        "--threshold",
+        "reconstruction_error=learned:2",
+    )
+    config = sub.monitors.get("multivariate_drift")
+    assert config.parameters["methods"] == ["reconstruction"] and config.parameters["features"] == ["x", "y"]
+    result = sub.evaluate(kinds=["multivariate_drift"])
+    (m,) = result.measurements
+    assert m.metric == "reconstruction_error" and m.breached
+    (t,) = config.thresholds
+    assert t.learned is not None and t.learned["k"] == 2
+    assert m.threshold == pytest.approx(t.learned["upper"])
