@@ -273,3 +273,15 @@ def test_monitor_learned_threshold_and_cli(mart: openmart.Mart, cli) -> None:  #
     (t,) = config.thresholds
     assert t.learned is not None and t.learned["k"] == 2
     assert m.threshold == pytest.approx(t.learned["upper"])
+
+
+def test_monitor_window_smaller_than_the_folds(mart: openmart.Mart) -> None:
+    """Three records cannot fill five stratified folds: 'not enough data', not an error."""
+    rng = np.random.default_rng(15)
+    sub = _subscription(mart, "tiny", _correlated(3, 0.8, rng), _correlated(500, 0.8, rng))
+    sub.monitors.enable("multivariate_drift", min_records=1)
+    (outcome,) = sub.evaluate(kinds=["multivariate_drift"]).outcomes
+    assert outcome.status == "not_enough_data" and "fewer than 5" in (outcome.reason or "")
+    sub.monitors.enable("multivariate_drift", min_records=1, methods=["reconstruction"])
+    result = sub.evaluate(kinds=["multivariate_drift"])
+    assert result.outcomes[0].status == "ok" and result.measurements[0].details["records"] == 3

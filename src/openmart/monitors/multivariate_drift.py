@@ -199,11 +199,14 @@ class MultivariateDriftMonitor(BaseMonitor):
         # in stored order (scoring time): the domain classifier's folds are consecutive rows, as NannyML's
         rows = windows.set_rows(conn, window, ctx, features)
         outcome.records = n = len(rows)
-        if n < config.min_records:
+        methods = list(parameters.get("methods") or METHODS)
+        # stratified folds need at least one window record per fold
+        needed = max(config.min_records, int(parameters.get("cv_folds") or 5) if "domain_classifier" in methods else 1)
+        if n < needed:
             outcome.status = "not_enough_data"
-            outcome.reason = f"{n} records, fewer than {config.min_records}"
+            outcome.reason = f"{n} records, fewer than {needed}"
             return outcome
-        for method in parameters.get("methods") or METHODS:
+        for method in methods:
             model = fit(ctx, conn, method, parameters)
             v = model.measure(rows)
             metric = METRIC[method]

@@ -148,8 +148,8 @@ class DomainClassifier:
 
     def measure(self, data: pd.DataFrame) -> DriftValue:
         """A chunk's AUROC against the whole reference (rows: the reference's, then the chunk's in order)."""
-        if len(data) == 0:
-            raise ValueError("the chunk has no rows")
+        if len(data) < self.folds:
+            raise ValueError(f"the chunk has {len(data)} rows: {self.folds} stratified folds need as many")
         chunk = data[self.features].reset_index(drop=True)
         x = pd.concat([self.reference, chunk], ignore_index=True)
         y = np.concatenate([np.zeros(len(self.reference)), np.ones(len(chunk))])
