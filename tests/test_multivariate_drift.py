@@ -285,3 +285,46 @@ def test_monitor_window_smaller_than_the_folds(mart: openmart.Mart) -> None:
     sub.monitors.enable("multivariate_drift", min_records=1, methods=["reconstruction"])
     result = sub.evaluate(kinds=["multivariate_drift"])
     assert result.outcomes[0].status == "ok" and result.measurements[0].details["records"] == 3
+
+
+@pytest.mark.slow
+def test_monitor_through_postgresql_agrees_with_nannyml(
+    mart: openmart.Mart, reconstruction_oracle: Path, classifier_oracle: Path
+) -> None:
+    """NannyML's car loan dataset stored in the mart (text and boolean categoricals as text), the
+    analysis period logged as payload, a chunked evaluation: each chunk's measurement is NannyML's
+    analysis-period value for the same chunk."""
+    reference, analysis = _frames(classifier_oracle, "car_loan")
+    cats = ["repaid_loan_on_prev_car", "salary_range", "size_of_downpayment"]
+    for frame in (reference, analysis):
+        for c in cats:
+            frame[c] = frame[c].map(str)
+    sub = mart.subscriptions.add(
+        "loan",
+        reference=reference.assign(label=(reference["car_value"] > 30000).astype(int), prediction=0),
+        label="label",
+        problem_type="binary",
+        probability=None,
+        categorical=cats,
+    )
+    times = pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(np.arange(len(analysis)), unit="s")
+    sub.payload.log(analysis.assign(prediction=0, scoring_timestamp=times))
+
+    sub.monitors.enable("multivariate_drift", methods=["domain_classifier"])
+    result = sub.evaluate(kinds=["multivariate_drift"], chunk_by=f"size={CLASSIFIER_CHUNK}")
+    theirs = pd.read_parquet(classifier_oracle / "car_loan_classifier.parquet")
+    theirs = theirs[theirs["chunk__period"] == "analysis"]["domain_classifier_auroc__value"].to_numpy()
+    ours = [m.value for m in sorted(result.measurements, key=lambda m: m.chunk)]
+    assert np.abs(np.array(ours) - theirs).max() <= TOLERANCE, (ours, theirs)
+    assert [m.breached for m in sorted(result.measurements, key=lambda m: m.chunk)] == list(theirs > 0.65)
+
+    sub.monitors.enable("multivariate_drift", methods=["reconstruction"], chunk_size=RECONSTRUCTION_CHUNK)
+    result = sub.evaluate(kinds=["multivariate_drift"], chunk_by=f"size={RECONSTRUCTION_CHUNK}")
+    theirs_r = pd.read_parquet(reconstruction_oracle / "car_loan_reconstruction.parquet")
+    theirs_r = theirs_r[theirs_r["chunk__period"] == "analysis"].reset_index(drop=True)
+    ms = sorted(result.measurements, key=lambda m: m.chunk)
+    assert len(ms) == len(theirs_r) == 10
+    for m, (_, t) in zip(ms, theirs_r.iterrows(), strict=True):
+        assert abs(m.value - t["reconstruction_error__value"]) <= EXACT
+        assert abs(m.details["upper_threshold"] - t["reconstruction_error__upper_threshold"]) <= EXACT
+        assert m.breached == bool(t["reconstruction_error__alert"])
